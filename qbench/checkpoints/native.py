@@ -1,0 +1,56 @@
+"""qbench's own format: a directory with spec.json (the VLMSpec) and model.safetensors (every weight)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from qbench.checkpoints.base import CheckpointMismatch, load_state
+from qbench.spec import VLMSpec
+from qbench.vlm import VLM, build_vlm
+
+SPEC_FILE = "spec.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def is_native(path: Path) -> bool:
+    return (path / SPEC_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
+
+
+def save_native(vlm: VLM, directory: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write spec.json and model.safetensors (tied LM head stored once)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = vlm.state_dict()
+    if vlm.spec.backbone.tie_embeddings:
+        state = {k: v for k, v in state.items() if not k.endswith("lm_head.weight")}
+    tmp = directory / (WEIGHTS_FILE + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, tmp, metadata=metadata or {})
+    tmp.replace(directory / WEIGHTS_FILE)  # never leave a half-written checkpoint under the real name
+    (directory / SPEC_FILE).write_text(vlm.spec.to_json())
+    return directory
+
+
+def read_spec(directory: str | Path) -> VLMSpec:
+    return VLMSpec.from_dict(json.loads((Path(directory) / SPEC_FILE).read_text()))
+
+
+def load_native(spec: VLMSpec | None, location: str, device: str | torch.device = "cpu",
+                dtype: torch.dtype = torch.float32) -> VLM:
+    """Build from the checkpoint's own spec (a given spec must agree) and load its weights."""
+    directory = Path(location)
+    saved = read_spec(directory)
+    if spec is not None:
+        differing = sorted(key for key, value in spec.to_dict().items()
+                           if key not in ("name", "weights") and saved.to_dict()[key] != value)
+        if differing:
+            raise CheckpointMismatch(f"{directory} holds {saved.name!r}, whose {', '.join(differing)} differ from "
+                                     f"{spec.name!r}; load it as `--model {directory}`")
+    vlm = build_vlm(saved, device=device, dtype=dtype, init=False)
+    with safe_open(directory / WEIGHTS_FILE, framework="pt") as weights:
+        shapes = {key: tuple(weights.get_slice(key).get_shape()) for key in weights.keys()}
+        return load_state(vlm, shapes, weights.get_tensor, source=str(directory))

@@ -1,0 +1,175 @@
+"""The VLM: vision tower -> projector -> LLM backbone, with each system's own prompt and sequence layout."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from qbench.backbones import Backbone, DecodeState
+from qbench.engine import greedy_decode
+from qbench.projectors import Projector
+from qbench.prompts import IMAGE, PROMPTS, PromptFormat
+from qbench.spec import VLMSpec
+from qbench.vision import VisionTower
+from qbench.vision.transforms import ImageLike
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Parameters, each shared (tied) tensor counted once; works on the meta device."""
+    return sum(p.numel() for p in module.parameters())
+
+
+class VLM(nn.Module):
+    def __init__(self, spec: VLMSpec, vision: VisionTower, projector: Projector, backbone: Backbone,
+                 tokenizer: PreTrainedTokenizerBase):
+        super().__init__()
+        self.spec = spec
+        self.vision = vision
+        self.projector = projector
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+
+    # --- facts -------------------------------------------------------------------------------------------------
+    @property
+    def prompt(self) -> PromptFormat:
+        return PROMPTS[self.spec.prompt]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.backbone.parameters()).dtype
+
+    @property
+    def visual_tokens(self) -> int:
+        return self.projector.tokens_out(self.vision.grid)
+
+    @property
+    def eos_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
+
+    def parameter_counts(self) -> dict[str, int]:
+        counts = {"vision_params": count_parameters(self.vision), "projector_params": count_parameters(self.projector),
+                  "llm_params": count_parameters(self.backbone)}
+        counts["total_params"] = count_parameters(self)
+        return counts
+
+    # --- stages ------------------------------------------------------------------------------------------------
+    def preprocess(self, images: Sequence[ImageLike]) -> torch.Tensor:
+        return self.vision.preprocess(list(images))
+
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels [B, C, H, W] -> visual embeddings [B, T, D_llm] (vision tower, then projector)."""
+        features = self.vision(pixels.to(self.device, self.vision_dtype))
+        return self.projector(features.to(self.dtype))
+
+    @property
+    def vision_dtype(self) -> torch.dtype:
+        return next(self.vision.parameters()).dtype
+
+    def prompt_ids(self, question: str) -> tuple[list[int], list[int]]:
+        """Token ids before and after the visual tokens, in the system's own template."""
+        tokenizer = self.tokenizer
+        image_id = tokenizer.convert_tokens_to_ids(IMAGE) if IMAGE in tokenizer.get_vocab() else None
+        bos = [tokenizer.bos_token_id] if self.prompt.bos else []
+        if image_id is not None:  # tokenise the whole prompt, as llava-hf does, and split at <image>
+            ids = bos + tokenizer(self.prompt.render(question), add_special_tokens=False).input_ids
+            at = ids.index(image_id)
+            return ids[:at], ids[at + 1 :]
+        before, after = self.prompt.split(question)
+        encode = lambda text: tokenizer(text, add_special_tokens=False).input_ids if text else []  # noqa: E731
+        return bos + encode(before), encode(after)
+
+    def build_inputs(self, visual: torch.Tensor, questions: Sequence[str],
+                     answers: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-padded input embeddings [B, L, D], mask [B, L] and labels [B, L] (-100 except answer tokens)."""
+        rows = []
+        for index, question in enumerate(questions):
+            before, after = self.prompt_ids(question)
+            answer = self.answer_ids(answers[index]) if answers is not None else []
+            rows.append((before, after + answer, len(answer)))
+        length = max(len(b) + visual.shape[1] + len(a) for b, a, _ in rows)
+        embeds = self.backbone.embed(torch.full((len(rows), length), self.pad_id, device=self.device))
+        mask = torch.zeros(len(rows), length, dtype=torch.long, device=self.device)
+        labels = torch.full((len(rows), length), -100, dtype=torch.long, device=self.device)
+        for index, (before, after, answer_length) in enumerate(rows):
+            ids = torch.tensor(before + after, dtype=torch.long, device=self.device)
+            text = self.backbone.embed(ids)
+            row = torch.cat([text[: len(before)], visual[index].to(text.dtype), text[len(before) :]])
+            embeds[index, length - len(row) :] = row
+            mask[index, length - len(row) :] = 1
+            if answer_length:
+                labels[index, length - answer_length :] = ids[len(ids) - answer_length :]
+        return embeds, mask, labels
+
+    def answer_ids(self, answer: str) -> list[int]:
+        """An answer as training targets: its tokens, then the template's end of turn (EOS)."""
+        return self.tokenizer(answer, add_special_tokens=False).input_ids + [self.eos_id]
+
+    def prefill(self, embeds: torch.Tensor, mask: torch.Tensor, max_new_tokens: int) -> tuple[torch.Tensor, DecodeState]:
+        state = self.backbone.new_state(embeds.shape[0], embeds.shape[1] + max_new_tokens)
+        return self.backbone.prefill(embeds, mask, state), state
+
+    def decode_step(self, ids: torch.Tensor, state: DecodeState) -> torch.Tensor:
+        return self.backbone.step(ids, state)
+
+    # --- end to end --------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(self, images: Sequence[ImageLike], questions: Sequence[str], max_new_tokens: int = 16) -> list[str]:
+        """Greedy answers, one per (image, question), stopping at EOS."""
+        visual = self.encode_images(self.preprocess(images))
+        embeds, mask, _ = self.build_inputs(visual, questions)
+        tokens = greedy_decode(self.backbone, embeds, mask, max_new_tokens, eos_id=self.eos_id)
+        return [self.decode_answer(row) for row in tokens.tolist()]
+
+    def decode_answer(self, ids: list[int]) -> str:
+        if self.eos_id in ids:
+            ids = ids[: ids.index(self.eos_id)]
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    def answer(self, image: ImageLike, question: str, max_new_tokens: int = 16) -> str:
+        return self.generate([image], [question], max_new_tokens)[0]
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def build_vlm(spec: VLMSpec, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+              init: bool = True, tower_weights: Callable[[str], str] | None = None) -> VLM:
+    """Modules from a spec, made directly on `device` in `dtype` (no full-precision copy on the way).
+
+    `init=False` leaves parameters uninitialised, for weights about to be loaded; `device="meta"` allocates nothing.
+    `tower_weights` (hub id -> local path) loads each vision encoder's own pretrained weights.
+    """
+    from transformers.initialization import no_init_weights
+
+    from qbench.backbones import build_backbone
+    from qbench.projectors import build_projector
+    from qbench.tokenizers import load_tokenizer
+    from qbench.vision import build_tower
+
+    skip = contextlib.nullcontext() if init else no_init_weights()
+    with torch.device(device), default_dtype(dtype), skip:
+        vision = build_tower(spec.vision, tower_weights)
+        backbone = build_backbone(spec.backbone)
+        projector = build_projector(spec.projector, vision.feature_dim, backbone.hidden_size)
+    backbone.model.tie_weights()
+    vlm = VLM(spec, vision, projector, backbone, load_tokenizer(spec.tokenizer) if device != "meta" else None)
+    return vlm.to(device=device, dtype=dtype) if device != "meta" else vlm
