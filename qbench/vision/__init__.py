@@ -27,16 +27,16 @@ TOWERS.register("dinov2")(("dinov2",))
 TOWERS.register("vit")(("vit",))
 
 
-def build_tower(spec: VisionSpec, pretrained: Callable[[str], str] | None = None) -> VisionTower:
-    """Random-weight tower from the spec, or, given `pretrained` (hub id -> local path), each encoder's own weights."""
+def build_tower(spec: VisionSpec, tower_weights: Callable[[str], str] | None = None) -> VisionTower:
+    """Random-weight tower from the spec, or, given `tower_weights` (hub id -> local path), each encoder's own weights."""
     encoders = {}
     for name in TOWERS[spec.kind]:
         cls = ENCODERS[name]
         transform = cls.make_transform(spec.resolution)
-        if pretrained is None:
+        if tower_weights is None:
             encoders[name] = cls.random(spec.dims[name], spec.resolution, spec.patch, transform)
         else:
-            encoders[name] = cls.pretrained(pretrained(spec.weights[name]), transform, spec.patch)
+            encoders[name] = cls.pretrained(tower_weights(spec.weights[name]), transform, spec.patch)
     return VisionTower(encoders, spec.resolution, spec.patch)
 
 
