@@ -56,7 +56,9 @@ def tiny_twin(spec: VLMSpec) -> VLMSpec:
     kind = spec.backbone.kind
     return VLMSpec(
         name="tiny-" + spec.name.rsplit("-", 1)[0] if spec.name != "llava-1.5-7b" else "tiny-llava",
-        vision=TINY_CLIP if spec.vision.kind == "clip" else TINY_DINOSIGLIP,
+        # the system's tower hub ids, so that a tiny twin loads its system's published checkpoint layout
+        vision=dataclasses.replace(TINY_CLIP if spec.vision.kind == "clip" else TINY_DINOSIGLIP,
+                                   weights=spec.vision.weights),
         projector=ProjectorSpec(spec.projector.kind, TINY_PROJECTOR_OPTIONS.get(spec.projector.kind, {})),
         backbone=TINY_BACKBONES[kind],
         prompt=spec.prompt,

@@ -57,6 +57,10 @@ def builtin_tokenizer(name: str, vocab_size: int = 1024) -> PreTrainedTokenizerF
                                    bos_token=specials["bos"], unk_token=None)
 
 
+TOKENIZER_FILES = ["tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt", "*.model",
+                   "config.json", "chat_template*"]
+
+
 def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
     """A built-in tokenizer by name, or transformers' AutoTokenizer from a hub id or local path."""
     if source in BUILTIN_SPECIALS:
@@ -65,4 +69,4 @@ def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
 
     from qbench.checkpoints.hub import resolve_repo
 
-    return AutoTokenizer.from_pretrained(resolve_repo(source, what="tokenizer"))
+    return AutoTokenizer.from_pretrained(resolve_repo(source, what="tokenizer", files=TOKENIZER_FILES))

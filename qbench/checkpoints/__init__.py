@@ -8,7 +8,10 @@ from typing import Callable
 import torch
 
 from qbench.checkpoints.base import CheckpointMismatch
+from qbench.checkpoints.cobra import is_cobra, load_cobra
 from qbench.checkpoints.hub import WeightsNotFound
+from qbench.checkpoints.llava_hf import is_llava_hf, load_llava_hf
+from qbench.checkpoints.mlmamba import is_mlmamba, load_mlmamba
 from qbench.checkpoints.native import is_native, load_native, read_spec, save_native
 from qbench.presets import get_preset
 from qbench.registry import Registry
@@ -19,27 +22,45 @@ Loader = Callable[[VLMSpec, str, torch.device, torch.dtype], VLM]
 FORMATS: Registry[Loader] = Registry("checkpoint format")
 FORMATS.register("random")(lambda spec, location, device, dtype: build_vlm(spec, device, dtype))
 FORMATS.register("native")(load_native)
+FORMATS.register("cobra")(load_cobra)
+FORMATS.register("mlmamba")(load_mlmamba)
+FORMATS.register("llava-hf")(load_llava_hf)
+
+# How each published format looks on disk, to recognise a plain path: format -> test of a local path.
+LAYOUTS: Registry[Callable[[Path], bool]] = Registry("checkpoint layout")
+LAYOUTS.register("cobra")(is_cobra)  # cobra+3b/config.json + .pt with the projector and llm_backbone groups
+LAYOUTS.register("mlmamba")(is_mlmamba)  # latest-checkpoint.pt with the four ML-Mamba groups
+LAYOUTS.register("llava-hf")(is_llava_hf)  # config.json with model_type llava
 
 
 def parse_source(spec: VLMSpec, checkpoint: str | None) -> tuple[str, str]:
     """(format, location) for `--checkpoint`: None (the preset's own weights), 'random', 'FORMAT:HUB_ID_OR_PATH',
-    or a path whose format is recognised (a qbench directory, else the preset's published format)."""
+    or a path whose format is recognised: a qbench directory, a published layout (LAYOUTS; the preset's own format
+    first), else the preset's published format, whose loader says what is missing."""
     source = checkpoint or spec.weights
     if source == "random":
         return "random", ""
     if Path(source).exists():
-        if is_native(Path(source)):
-            return "native", source
-        published = spec.weights.partition(":")[0]
-        if published == "random":
-            raise CheckpointMismatch(f"{source} is not a qbench checkpoint (spec.json + model.safetensors), and "
-                                     f"{spec.name} has no published format")
-        return published, source
+        return local_format(spec, Path(source)), source
     fmt, sep, location = source.partition(":")
     if not sep or fmt not in FORMATS:
         raise WeightsNotFound(f"checkpoint {source!r} is neither an existing path nor FORMAT:LOCATION with a format "
                               f"from {', '.join(FORMATS.names())}")
     return fmt, location
+
+
+def local_format(spec: VLMSpec, path: Path) -> str:
+    if is_native(path):
+        return "native"
+    published = spec.weights.partition(":")[0]
+    for fmt in sorted(LAYOUTS.names(), key=lambda name: name != published):
+        if LAYOUTS[fmt](path):
+            return fmt
+    if published == "random":
+        raise CheckpointMismatch(f"{path} is neither a qbench checkpoint (spec.json + model.safetensors) nor a "
+                                 f"published checkpoint qbench recognises ({', '.join(LAYOUTS.names())}); "
+                                 "name its format as FORMAT:PATH")
+    return published
 
 
 def load_vlm(model: str, checkpoint: str | None = None, device: str | torch.device = "cpu",
@@ -68,5 +89,5 @@ def resolve_dtype(dtype: torch.dtype | str | None, device: str | torch.device) -
     return DTYPES[dtype]
 
 
-__all__ = ["FORMATS", "CheckpointMismatch", "WeightsNotFound", "load_vlm", "save_native", "read_spec",
+__all__ = ["FORMATS", "LAYOUTS", "CheckpointMismatch", "WeightsNotFound", "load_vlm", "save_native", "read_spec",
            "resolve_dtype"]

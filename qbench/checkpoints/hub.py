@@ -20,8 +20,9 @@ def how_to_fix(repo_id: str) -> str:
             f"DIR as the path, or set QBENCH_HUB_DIR so that DIR is $QBENCH_HUB_DIR/{repo_id}.")
 
 
-def resolve_repo(source: str, what: str = "weights") -> str:
-    """A local directory holding `source`: the path itself, its mirror under $QBENCH_HUB_DIR, or the hub cache."""
+def resolve_repo(source: str, what: str = "weights", files: list[str] | None = None) -> str:
+    """A local directory holding `source`: the path itself, its mirror under $QBENCH_HUB_DIR, or the hub cache
+    (fetching only the `files` glob patterns, where given)."""
     if Path(source).exists():
         return str(source)
     mirror = mirror_path(source)
@@ -30,7 +31,7 @@ def resolve_repo(source: str, what: str = "weights") -> str:
     try:
         from huggingface_hub import snapshot_download
 
-        return snapshot_download(source)
+        return snapshot_download(source, allow_patterns=files)
     except Exception as error:  # offline, unknown repo, no network: all mean the same to the user
         raise WeightsNotFound(f"cannot find {what} {source!r}: not a local path"
                               f"{', not under $QBENCH_HUB_DIR' if mirror else ''}, and the hub did not answer "

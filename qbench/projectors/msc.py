@@ -70,7 +70,8 @@ class ScanDirection(nn.Module):
 
 
 class BiMamba2(nn.Module):
-    """One shared in_proj and out_proj; a forward and a backward Mamba-2 scan, averaged."""
+    """One shared in_proj, gated norm and out_proj; a forward and a backward Mamba-2 scan, each gated-normed
+    (as the released kernel call does per direction), then averaged before out_proj."""
 
     def __init__(self, dim: int, state: int = 128, conv: int = 4, expand: int = 2, head_dim: int = 64, chunk: int = 256):
         super().__init__()
@@ -98,15 +99,17 @@ class BiMamba2(nn.Module):
         z, xbc, dt = self.in_proj(hidden).split([self.inner, self.inner + 2 * self.state, self.heads], dim=-1)
         forward = self.scan(self.forward_scan, xbc, dt)
         backward = self.scan(self.backward_scan, xbc.flip(1), dt.flip(1)).flip(1)
-        return self.out_proj(self.norm((forward + backward) / 2, z))
+        return self.out_proj((self.norm(forward, z) + self.norm(backward, z)) / 2)
 
 
 class SwiGLU(nn.Module):
+    """w3(SiLU(w1 x) * w2 x), biases on (the released block uses nn.Linear defaults)."""
+
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.w1 = nn.Linear(dim, hidden, bias=False)
-        self.w2 = nn.Linear(dim, hidden, bias=False)
-        self.w3 = nn.Linear(hidden, dim, bias=False)
+        self.w1 = nn.Linear(dim, hidden)
+        self.w2 = nn.Linear(dim, hidden)
+        self.w3 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w3(F.silu(self.w1(x)) * self.w2(x))
