@@ -152,11 +152,12 @@ def default_dtype(dtype: torch.dtype):
 
 
 def build_vlm(spec: VLMSpec, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-              init: bool = True, tower_weights: Callable[[str], str] | None = None) -> VLM:
+              init: bool = True, tower_weights: Callable[[str], str] | None = None, tokenizer: bool = True) -> VLM:
     """Modules from a spec, made directly on `device` in `dtype` (no full-precision copy on the way).
 
     `init=False` leaves parameters uninitialised, for weights about to be loaded; `device="meta"` allocates nothing.
     `tower_weights` (hub id -> local path) loads each vision encoder's own pretrained weights.
+    `tokenizer=False` skips the tokenizer (timing runs that feed token ids directly need none).
     """
     from transformers.initialization import no_init_weights
 
@@ -171,5 +172,5 @@ def build_vlm(spec: VLMSpec, device: str | torch.device = "cpu", dtype: torch.dt
         backbone = build_backbone(spec.backbone)
         projector = build_projector(spec.projector, vision.feature_dim, backbone.hidden_size)
     backbone.model.tie_weights()
-    vlm = VLM(spec, vision, projector, backbone, load_tokenizer(spec.tokenizer) if device != "meta" else None)
+    vlm = VLM(spec, vision, projector, backbone, load_tokenizer(spec.tokenizer) if tokenizer and device != "meta" else None)
     return vlm.to(device=device, dtype=dtype) if device != "meta" else vlm

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 from transformers import DynamicCache, MambaConfig, MambaForCausalLM
 
 from qbench.backbones.base import Backbone, DecodeState
+from qbench.backbones.fused import fused_available, fused_step, mamba_ssm_model
 from qbench.spec import BackboneSpec
 
 
 class RecurrentBackbone(Backbone):
-    """Shared by Mamba-1 and Mamba-2: a fixed-size conv + SSM state; padding only matters during prefill."""
+    """Shared by Mamba-1 and Mamba-2: a fixed-size conv + SSM state; padding only matters during prefill.
+
+    Prefill runs through transformers; on a GPU with mamba_ssm, decode steps run mamba_ssm's fused step over the
+    same weights and the same state tensors (else transformers' step).
+    """
+
+    _fused: list[nn.Module]  # in a list, so the shared-weight model is not registered as a submodule
 
     def new_state(self, batch: int, max_len: int) -> DecodeState:
         device = self.model.device
@@ -26,8 +34,23 @@ class RecurrentBackbone(Backbone):
         return out.logits[:, -1]
 
     def step(self, ids: torch.Tensor, state: DecodeState) -> torch.Tensor:
+        if fused_available(self.family, ids.device):
+            states = {index: (layer.conv_states[0], layer.recurrent_states[0])
+                      for index, layer in enumerate(state.cache.layers)}
+            return fused_step(self.fused_model(), ids, states, state.mask.shape[1])
         out = self.model(input_ids=ids[:, None], cache_params=state.cache, use_cache=True)
         return out.logits[:, -1]
+
+    def fused_model(self) -> nn.Module:
+        """mamba_ssm's model sharing this backbone's parameters, made on first use."""
+        if not getattr(self, "_fused", None):
+            self._fused = [mamba_ssm_model(self.family, self.model)]
+        return self._fused[0]
+
+    @property
+    def kernel_path(self) -> str:
+        path = super().kernel_path
+        return path + "; decode: mamba_ssm fused step" if fused_available(self.family, self.model.device) else path
 
 
 class MambaBackbone(RecurrentBackbone):

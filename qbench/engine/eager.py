@@ -1,18 +1,46 @@
-"""Eager greedy decoding: prefill, then one backbone step per token, launched op by op."""
+"""Eager decoding: prefill, then one backbone step per token, launched op by op; and the greedy loop every engine shares."""
 
 from __future__ import annotations
 
 import torch
 
-from qbench.backbones import Backbone
+from qbench.backbones import Backbone, DecodeState
+
+
+class EagerDecoder:
+    """A fresh state per prompt; each step runs the backbone's PyTorch ops one launch at a time."""
+
+    def __init__(self, backbone: Backbone, batch: int, max_len: int):
+        self.backbone, self.batch, self.max_len = backbone, batch, max_len
+        self.state: DecodeState | None = None
+
+    @property
+    def kernel_note(self) -> str:
+        return "eager"
+
+    def prefill(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Load a prompt [B, L, D] (left-padded, `mask` [B, L]); logits of its last position [B, V]."""
+        check_shape(self, embeds)
+        self.state = self.backbone.new_state(self.batch, self.max_len)
+        return self.backbone.prefill(embeds, mask, self.state)
+
+    def step(self, ids: torch.Tensor) -> torch.Tensor:
+        """One token per sequence [B] in, logits [B, V] out."""
+        return self.backbone.step(ids, self.state)
+
+
+def check_shape(decoder: EagerDecoder, embeds: torch.Tensor) -> None:
+    batch, length = embeds.shape[:2]
+    if batch != decoder.batch or length >= decoder.max_len:
+        raise ValueError(f"prompt of batch {batch} and {length} tokens does not fit a decoder made for batch "
+                         f"{decoder.batch} and at most {decoder.max_len} tokens")
 
 
 @torch.inference_mode()
-def greedy_decode(backbone: Backbone, embeds: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
-                  eos_id: int | None = None) -> torch.Tensor:
+def greedy(decoder: EagerDecoder, embeds: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
+           eos_id: int | None = None) -> torch.Tensor:
     """[B, n] greedy tokens after the prompt; with `eos_id`, a finished row repeats EOS and all stop together."""
-    state = backbone.new_state(embeds.shape[0], embeds.shape[1] + max_new_tokens)
-    logits = backbone.prefill(embeds, mask, state)
+    logits = decoder.prefill(embeds, mask)
     finished = torch.zeros(embeds.shape[0], dtype=torch.bool, device=embeds.device)
     tokens = []
     for index in range(max_new_tokens):
@@ -23,5 +51,5 @@ def greedy_decode(backbone: Backbone, embeds: torch.Tensor, mask: torch.Tensor, 
         tokens.append(token)
         if index == max_new_tokens - 1 or (eos_id is not None and bool(finished.all())):
             break
-        logits = backbone.step(token, state)
+        logits = decoder.step(token)
     return torch.stack(tokens, dim=1)

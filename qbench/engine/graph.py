@@ -1,0 +1,99 @@
+"""CUDA-graph decoding: one backbone step captured once over static buffers, replayed for every token.
+
+The captured step reads and writes one fixed set of state tensors (Mamba's conv/SSM state, the Transformer's static
+KV cache). Each new prompt is prefilled eagerly into a fresh state whose tensors are then copied into the captured ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from qbench.backbones import Backbone, DecodeState
+from qbench.engine.eager import EagerDecoder, check_shape
+
+WARMUP_STEPS = 3  # eager steps before capture: compilation, Triton autotuning and lazy allocations happen outside
+# Backbones whose step is a long chain of small PyTorch ops (norms, rotary, the KV-cache update): inductor fuses them
+# before capture. Mamba's step on a GPU is already mamba_ssm's fused kernels.
+COMPILED_FAMILIES = {"llama"}
+
+
+class GraphUnavailable(RuntimeError):
+    """The graph engine was asked for on a device that has no CUDA graphs."""
+
+
+class GraphDecoder(EagerDecoder):
+    def __init__(self, backbone: Backbone, batch: int, max_len: int):
+        device = next(backbone.parameters()).device
+        if device.type != "cuda":
+            raise GraphUnavailable(f"the 'graph' engine captures CUDA graphs and needs a CUDA device; the model is on "
+                                   f"{device.type!r}: use --engine eager or --device cuda")
+        super().__init__(backbone, batch, max_len)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.ids = torch.zeros(batch, dtype=torch.long, device=device)
+        self.logits: torch.Tensor | None = None
+        self.compiled = backbone.family in COMPILED_FAMILIES
+
+    @property
+    def kernel_note(self) -> str:
+        return "CUDA graph" + (" of a torch.compile-fused step" if self.compiled else "")
+
+    def prefill(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        check_shape(self, embeds)
+        fresh = self.backbone.new_state(self.batch, self.max_len)
+        logits = self.backbone.prefill(embeds, mask, fresh)
+        if self.graph is None:
+            self.capture(embeds, mask)
+        copy_state(fresh, self.state)
+        return logits
+
+    def capture(self, embeds: torch.Tensor, mask: torch.Tensor) -> None:
+        """Prefill the static state once (so every state tensor exists), warm up, and capture one step."""
+        self.state = self.backbone.new_state(self.batch, self.max_len)
+        self.backbone.prefill(embeds, mask, self.state)
+        step = torch.compile(self.backbone.step, dynamic=False) if self.compiled else self.backbone.step
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(WARMUP_STEPS):
+                step(self.ids, self.state)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = step(self.ids, self.state)
+
+    def step(self, ids: torch.Tensor) -> torch.Tensor:
+        self.ids.copy_(ids)
+        self.graph.replay()
+        return self.logits
+
+
+def copy_state(source: DecodeState, target: DecodeState) -> None:
+    """Copy every tensor of a prefilled state into the same-shaped tensors of the captured one, in place."""
+    pairs = list(zip(tensors_of(source), tensors_of(target), strict=True))
+    for src, dst in pairs:
+        if src.shape != dst.shape:
+            raise ValueError(f"state tensor of shape {tuple(src.shape)} cannot replace one of {tuple(dst.shape)}")
+        dst.copy_(src)
+
+
+def tensors_of(state: DecodeState) -> Iterator[torch.Tensor]:
+    """The state's tensors in a fixed order: each cache layer's tensors (attributes and dicts of them), then the
+    mask, positions and extras."""
+    for layer in getattr(state.cache, "layers", []):
+        for name in sorted(vars(layer)):
+            yield from tensors_in(vars(layer)[name])
+    yield state.mask
+    yield state.positions
+    for name in sorted(state.extra):
+        yield state.extra[name]
+
+
+def tensors_in(value: Any) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for key in sorted(value):
+            yield from tensors_in(value[key])

@@ -1,0 +1,192 @@
+"""The sweep: every model x visual token count x engine x batch, one row each; an out-of-memory point is a row
+marked OOM and the sweep goes on."""
+
+from __future__ import annotations
+
+import functools
+import gc
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from qbench.backbones.fused import MIXERS
+from qbench.engine import ENGINES
+from qbench.presets import at_visual_tokens, get_preset
+from qbench.speed.environment import device_slug, environment
+from qbench.speed.point import Point, measure_engine, measure_reference
+from qbench.speed.reference import REFERENCE_ENGINE
+from qbench.speed.results import SpeedResults
+from qbench.speed.roofline import copy_bandwidth_gbs, parameter_bytes, roofline
+from qbench.vlm import VLM
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+SWEEP_ENGINES = [*ENGINES.names(), REFERENCE_ENGINE]
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    models: list[str]
+    tokens: list[int | None]  # None: the model's own visual token count
+    batches: list[int]
+    engines: list[str]
+    new_tokens: int = 256
+    prompt_tokens: int = 16
+    device: str = "cuda"
+    dtype: str = "bf16"
+    repeats: int = 3
+    checkpoint: str | None = None
+
+    def validate(self) -> None:
+        """Refuse what cannot run, before anything is built."""
+        for model in self.models:
+            spec = get_preset(model)
+            for tokens in self.tokens:
+                if tokens is not None:
+                    at_visual_tokens(spec, tokens)
+        unknown = [engine for engine in self.engines if engine not in SWEEP_ENGINES]
+        if unknown:
+            raise ValueError(f"unknown engine {unknown[0]!r}; choose from: {', '.join(SWEEP_ENGINES)}")
+        if self.device_type != "cuda" and any(engine != "eager" for engine in self.engines):
+            raise ValueError(f"engines {', '.join(e for e in self.engines if e != 'eager')} capture CUDA graphs and "
+                             f"need --device cuda; on {self.device_type!r} use --engine eager")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; choose from: {', '.join(DTYPES)}")
+        if min(self.batches) < 1 or self.new_tokens < 1 or self.repeats < 1 or self.prompt_tokens < 0:
+            raise ValueError("batch sizes, --new-tokens and --repeats must be at least 1, --prompt-tokens at least 0")
+        if self.checkpoint and (len(self.models) != 1 or self.tokens != [None]):
+            raise ValueError("--checkpoint times one model at its own visual token count: give one --model and no --tokens")
+
+    def command(self, output: str | None = None) -> str:
+        """The `qbench speed` command line that runs this sweep, every setting spelled out."""
+        import shlex
+
+        tokens = ",".join(str(t) for t in self.tokens if t is not None)
+        args = ["--model", ",".join(self.models), *(["--tokens", tokens] if tokens else []),
+                "--batch", ",".join(map(str, self.batches)), "--engine", ",".join(self.engines),
+                "--new-tokens", str(self.new_tokens), "--prompt-tokens", str(self.prompt_tokens),
+                "--device", self.device, "--dtype", self.dtype, "--repeats", str(self.repeats),
+                *(["--checkpoint", self.checkpoint] if self.checkpoint else []), *(["--output", output] if output else [])]
+        return shlex.join(["qbench", "speed", *args])
+
+    @property
+    def device_type(self) -> str:
+        return torch.device(self.device).type
+
+    def points(self) -> int:
+        return sum(1 for _ in points_of(self))
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' where a GPU is visible, else 'cpu'."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def is_oom(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's refusal."""
+    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def build(config: SweepConfig, model: str, tokens: int | None) -> VLM:
+    from qbench.vlm import build_vlm
+
+    if config.checkpoint:
+        from qbench.checkpoints import load_vlm
+
+        return load_vlm(model, config.checkpoint, device=config.device, dtype=DTYPES[config.dtype]).eval()
+    spec = get_preset(model)
+    spec = spec if tokens is None else at_visual_tokens(spec, tokens)
+    torch.manual_seed(0)
+    return build_vlm(spec, device=config.device, dtype=DTYPES[config.dtype], tokenizer=False).eval()
+
+
+def measure(vlm: VLM, point: Point, bandwidth: float | None) -> dict:
+    """The measured fields of one row, the roofline worked out from its weights and state."""
+    values = measure_reference(vlm, point) if point.engine == REFERENCE_ENGINE else measure_engine(vlm, point)
+    state_bytes = values.pop("state_bytes")
+    limits = roofline(point.batch, parameter_bytes(vlm.backbone), state_bytes, bandwidth)
+    share = (values["decode_tokens_per_s"] / limits["roofline_tokens_per_s"]
+             if limits["roofline_tokens_per_s"] and values["decode_tokens_per_s"] else None)
+    return {**values, **limits, "state_gib": state_bytes / 2**30, "roofline_share": share, "status": "ok", "error": None}
+
+
+EMPTY = {"kernel_path": None, "vision_ms": None, "projector_ms": None, "prefill_ms": None, "ttft_ms": None,
+         "decode_tokens_per_s": None, "e2e_tokens_per_s": None, "peak_mem_gib": None, "weights_gib": None,
+         "state_gib": None, "bytes_per_token": None, "roofline_tokens_per_s": None, "roofline_share": None}
+
+
+def failed(error: BaseException) -> dict:
+    status = "oom" if is_oom(error) else "error"
+    return {**EMPTY, "status": status, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
+
+
+def points_of(config: SweepConfig) -> Iterator[tuple[str, int | None, Point]]:
+    """Every (model, tokens, engine, batch); mamba_ssm-cg only for the models whose LLM mamba_ssm can run."""
+    for model in config.models:
+        for tokens in config.tokens:
+            for engine in config.engines:
+                if engine == REFERENCE_ENGINE and get_preset(model).backbone.kind not in MIXERS:
+                    continue
+                for batch in config.batches:
+                    yield model, tokens, Point(batch, engine, config.new_tokens, config.prompt_tokens, config.repeats)
+
+
+def run_sweep(config: SweepConfig, out_dir: Path | None, command: str,
+              on_row: Callable[[dict], None] = lambda row: None) -> SpeedResults:
+    """Measure every point, writing speed.json/speed.csv after each; `on_row` sees each row as it lands."""
+    config.validate()
+    device = torch.device(config.device)
+    env = environment(device)
+    bandwidth = copy_bandwidth_gbs(device)
+    out_dir = out_dir or default_out_dir(env)
+    results = SpeedResults(out_dir, command, env, bandwidth)
+    built: tuple[tuple[str, int | None], VLM | BaseException] | None = None
+    for model, tokens, point in points_of(config):
+        if built is None or built[0] != (model, tokens):
+            built = None
+            free_memory()
+            built = ((model, tokens), safely(functools.partial(build, config, model, tokens)))
+        vlm = built[1]
+        row = {"model": get_preset(model).name, "batch": point.batch, "engine": point.engine,
+               "new_tokens": point.new_tokens, "prompt_tokens": point.prompt_tokens, "dtype": config.dtype,
+               "device": config.device, "repeats": point.repeats, **describe(config, model, tokens, vlm)}
+        row |= failed(vlm) if isinstance(vlm, BaseException) else run_point(vlm, point, bandwidth)
+        results.add(row)
+        on_row(row)
+    return results
+
+
+def run_point(vlm: VLM, point: Point, bandwidth: float | None) -> dict:
+    result = safely(functools.partial(measure, vlm, point, bandwidth))
+    free_memory()
+    return failed(result) if isinstance(result, BaseException) else result
+
+
+def safely(work: Callable[[], object]) -> object:
+    """The result of `work`, or the out-of-memory/runtime error it raised (so the sweep can go on)."""
+    try:
+        return work()
+    except (RuntimeError, ValueError, ImportError) as error:  # torch.OutOfMemoryError is a RuntimeError
+        error.__traceback__ = None  # drop the frames that hold tensors
+        return error
+
+
+def describe(config: SweepConfig, model: str, tokens: int | None, vlm: VLM | BaseException) -> dict:
+    spec = get_preset(model) if isinstance(vlm, BaseException) else vlm.spec
+    visual = tokens if isinstance(vlm, BaseException) else vlm.visual_tokens
+    return {"backbone": spec.backbone.kind, "projector": spec.projector.kind, "visual_tokens": visual}
+
+
+def default_out_dir(env: dict) -> Path:
+    import datetime
+
+    return Path("results") / "speed" / f"{device_slug(env)}_{datetime.date.today().isoformat()}"

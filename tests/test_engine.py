@@ -1,0 +1,95 @@
+"""The decode engines: qbench's greedy decode gives transformers' own greedy tokens; the graph engine's state copy
+is exact; the graph engine is refused on the CPU."""
+
+import pytest
+import torch
+
+from qbench.backbones import build_backbone
+from qbench.engine import ENGINES, GraphUnavailable, greedy, greedy_decode, make_decoder
+from qbench.engine.graph import copy_state
+from qbench.presets import get_preset
+from qbench.registry import UnknownName
+
+NEW_TOKENS = 12
+
+
+def tiny_backbone(preset: str):
+    torch.manual_seed(0)
+    return build_backbone(get_preset(preset).backbone).eval()
+
+
+def left_padded_prompts(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two prompts of 9 and 6 tokens, the shorter one left-padded."""
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, vocab, (2, 9), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    ids[1, :3] = 0
+    return ids, mask
+
+
+@pytest.mark.parametrize("preset", ["tiny-cobra", "tiny-ml-mamba", "tiny-llava"])
+def test_eager_decode_matches_transformers_generate(preset):
+    backbone = tiny_backbone(preset)
+    ids, mask = left_padded_prompts(backbone.model.config.vocab_size)
+    rows = range(2) if backbone.family == "llama" else range(1)  # transformers' Mamba generate ignores padding
+    with torch.inference_mode():
+        ours = greedy_decode(backbone, backbone.embed(ids[rows]), mask[rows], NEW_TOKENS)
+        theirs = backbone.model.generate(input_ids=ids[rows], attention_mask=mask[rows], max_new_tokens=NEW_TOKENS,
+                                         min_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=0)
+    assert ours.shape == (len(rows), NEW_TOKENS)
+    assert torch.equal(ours, theirs[:, ids.shape[1]:])
+
+
+@pytest.mark.parametrize("preset", ["tiny-cobra", "tiny-ml-mamba", "tiny-llava"])
+def test_copied_state_decodes_like_the_original(preset):
+    """What the graph engine does per prompt: prefill a fresh state, copy it into the captured one, step there."""
+    backbone = tiny_backbone(preset)
+    ids, mask = left_padded_prompts(backbone.model.config.vocab_size)
+    with torch.inference_mode():
+        embeds = backbone.embed(ids)
+        fresh, captured = backbone.new_state(2, 16), backbone.new_state(2, 16)
+        backbone.prefill(embeds.flip(0), mask.flip(0), captured)  # another prompt was there before
+        logits = backbone.prefill(embeds, mask, fresh)
+        copy_state(fresh, captured)
+        token = logits.argmax(-1)
+        for _ in range(4):
+            expected = backbone.step(token, fresh)
+            got = backbone.step(token, captured)
+            torch.testing.assert_close(got, expected)
+            token = expected.argmax(-1)
+
+
+def test_eos_stops_all_rows_together():
+    backbone = tiny_backbone("tiny-llava")
+    ids, mask = left_padded_prompts(backbone.model.config.vocab_size)
+    with torch.inference_mode():
+        free = greedy_decode(backbone, backbone.embed(ids), mask, NEW_TOKENS)
+        eos = int(free[0, 2])
+        stopped = greedy_decode(backbone, backbone.embed(ids), mask, NEW_TOKENS, eos_id=eos)
+    assert stopped[0, 2] == eos and torch.equal(stopped[0, :3], free[0, :3])
+    assert stopped.shape[1] <= NEW_TOKENS
+
+
+def test_a_decoder_is_reused_across_prompts():
+    backbone = tiny_backbone("tiny-cobra")
+    ids, mask = left_padded_prompts(backbone.model.config.vocab_size)
+    decoder = make_decoder("eager", backbone, 1, 20)
+    with torch.inference_mode():
+        first = greedy(decoder, backbone.embed(ids[:1]), mask[:1], 5)
+        greedy(decoder, backbone.embed(ids[:1].flip(1)), mask[:1], 5)
+        again = greedy(decoder, backbone.embed(ids[:1]), mask[:1], 5)
+    assert torch.equal(first, again)
+    with pytest.raises(ValueError, match="does not fit"):
+        decoder.prefill(backbone.embed(ids), mask)
+
+
+def test_graph_engine_is_refused_on_the_cpu():
+    with pytest.raises(GraphUnavailable, match="needs a CUDA device"):
+        make_decoder("graph", tiny_backbone("tiny-cobra"), 1, 16)
+
+
+def test_engine_registry_names_the_choices():
+    assert ENGINES.names() == ["eager", "graph"]
+    with pytest.raises(UnknownName, match="choose from: eager, graph"):
+        make_decoder("beam", tiny_backbone("tiny-cobra"), 1, 16)
