@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 
 from qbench.presets import get_preset
-from qbench.vision import ImageError, build_tower
-from qbench.vision.transforms import CLIP_MEAN, IMAGENET_MEAN, load_image
+from qbench.spec import VisionSpec, ViTDims
+from qbench.vision import TOWERS, ImageError, build_tower
+from qbench.vision.transforms import IMAGENET_MEAN, load_image
 
 TINY = get_preset("tiny-cobra").vision
 
@@ -62,3 +63,16 @@ def test_a_corrupt_image_is_a_clear_error(tmp_path):
         load_image(broken)
     with pytest.raises(ImageError):
         build_tower(TINY).preprocess([np.zeros(3).tobytes()])
+
+
+@pytest.mark.parametrize("kind", TOWERS.names())
+def test_every_tower_kind_gives_second_to_last_block_patch_features(kind):
+    dims = {name: ViTDims(32, 3, 2, 64, registers=2 if name == "dinov2" else 0) for name in TOWERS[kind]}
+    tower = build_tower(VisionSpec(kind, 56, 14, dims)).eval()
+    pixels = tower.preprocess([Image.new("RGB", (40, 30), "yellow")])
+    features = tower(pixels)
+    assert features.shape == (1, 16, 32 * len(dims))
+    for index, (name, encoder) in enumerate(tower.encoders.items()):
+        hidden = encoder.model(pixels[:, 3 * index : 3 * index + 3], output_hidden_states=True).hidden_states[-2]
+        expected = hidden[:, encoder.prefix_tokens :]
+        assert torch.allclose(features[..., 32 * index : 32 * (index + 1)], expected, atol=1e-5), name

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from qbench.registry import Registry
 from qbench.spec import VisionSpec
@@ -40,4 +40,4 @@ def build_tower(spec: VisionSpec, tower_weights: Callable[[str], str] | None = N
     return VisionTower(encoders, spec.resolution, spec.patch)
 
 
-__all__ = ["ENCODERS", "TOWERS", "VisionTower", "ImageError", "build_tower", "load_image"]
+__all__ = ["ENCODERS", "TOWERS", "ImageError", "VisionTower", "build_tower", "load_image"]

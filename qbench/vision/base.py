@@ -32,9 +32,10 @@ class Encoder(nn.Module, ABC):
     def config(cls, dims: ViTDims, resolution: int, patch: int):
         """The transformers config for these dims."""
 
-    @abstractmethod
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
         """Tokens entering the first block, position embeddings interpolated to the input size."""
+        resize = pixels.shape[-1] != self.model.config.image_size
+        return self.model.embeddings(pixels, interpolate_pos_encoding=resize)
 
     @abstractmethod
     def blocks(self) -> nn.ModuleList: ...
@@ -49,12 +50,18 @@ class Encoder(nn.Module, ABC):
         return hidden[:, self.prefix_tokens :]
 
     @classmethod
-    def random(cls, dims: ViTDims, resolution: int, patch: int, transform: ImageTransform) -> "Encoder":
+    def random(cls, dims: ViTDims, resolution: int, patch: int, transform: ImageTransform) -> Encoder:
         return cls(cls.hf_class(cls.config(dims, resolution, patch)), transform, patch)
 
     @classmethod
-    def pretrained(cls, path: str, transform: ImageTransform, patch: int, **kwargs) -> "Encoder":
+    def pretrained(cls, path: str, transform: ImageTransform, patch: int, **kwargs) -> Encoder:
         return cls(cls.hf_class.from_pretrained(path, **kwargs), transform, patch)
+
+
+def vit_config_fields(dims: ViTDims, resolution: int, patch: int) -> dict:
+    """The config fields that transformers' ViT-style vision configs share."""
+    return {"hidden_size": dims.width, "num_hidden_layers": dims.depth, "num_attention_heads": dims.heads,
+            "intermediate_size": dims.mlp, "image_size": resolution, "patch_size": patch}
 
 
 class VisionTower(nn.Module):

@@ -7,7 +7,7 @@ from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from qbench.spec import ViTDims
-from qbench.vision.base import Encoder
+from qbench.vision.base import Encoder, vit_config_fields
 from qbench.vision.transforms import CLIP_MEAN, CLIP_STD, ImageTransform
 
 
@@ -21,19 +21,10 @@ class ClipEncoder(Encoder):
 
     @classmethod
     def config(cls, dims: ViTDims, resolution: int, patch: int) -> CLIPVisionConfig:
-        return CLIPVisionConfig(
-            hidden_size=dims.width,
-            num_hidden_layers=dims.depth,
-            num_attention_heads=dims.heads,
-            intermediate_size=dims.mlp,
-            image_size=resolution,
-            patch_size=patch,
-            hidden_act="quick_gelu",
-        )
+        return CLIPVisionConfig(**vit_config_fields(dims, resolution, patch), hidden_act="quick_gelu")
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
-        resize = pixels.shape[-1] != self.model.config.image_size
-        return self.model.pre_layrnorm(self.model.embeddings(pixels, interpolate_pos_encoding=resize))
+        return self.model.pre_layrnorm(super().embed(pixels))
 
     def blocks(self) -> nn.ModuleList:
         return self.model.encoder.layers

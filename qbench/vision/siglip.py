@@ -7,7 +7,7 @@ from torch import nn
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
 from qbench.spec import ViTDims
-from qbench.vision.base import Encoder
+from qbench.vision.base import Encoder, vit_config_fields
 from qbench.vision.transforms import HALF, ImageTransform
 
 
@@ -21,18 +21,7 @@ class SiglipEncoder(Encoder):
 
     @classmethod
     def config(cls, dims: ViTDims, resolution: int, patch: int) -> SiglipVisionConfig:
-        return SiglipVisionConfig(
-            hidden_size=dims.width,
-            num_hidden_layers=dims.depth,
-            num_attention_heads=dims.heads,
-            intermediate_size=dims.mlp,
-            image_size=resolution,
-            patch_size=patch,
-        )
-
-    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
-        resize = pixels.shape[-1] != self.model.config.image_size
-        return self.model.embeddings(pixels, interpolate_pos_encoding=resize)
+        return SiglipVisionConfig(**vit_config_fields(dims, resolution, patch))
 
     def blocks(self) -> nn.ModuleList:
         return self.model.encoder.layers
