@@ -1,0 +1,174 @@
+"""qbench's VLMs as an lmms-eval model, so the tasks, prompts and scoring are lmms-eval's.
+
+A simple model: lmms-eval gives the plain prompt and the image; the VLM applies its own system's template and
+places the visual tokens. Registered through the `lmms_eval.models` entry point as `qbench`:
+
+    lmms-eval --model qbench --model_args preset=cobra,dtype=bf16 --batch_size 8 --tasks vqav2_val
+
+Model args: `preset` (a preset, an alias, or a qbench checkpoint folder), `checkpoint` (as `qbench run
+--checkpoint`), `device` (default: this process's GPU, else the CPU), `dtype`, `max_new_tokens` (used where a
+task sets none); the batch size comes from lmms-eval's own --batch_size. Under `torchrun` or `accelerate launch`
+each process takes its own GPU (LOCAL_RANK) and lmms-eval deals it every n-th document.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import os
+import time
+from typing import Any
+
+import torch
+from lmms_eval.api.model import lmms
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from qbench.suites.journal import Journal
+from qbench.vision import load_image
+from qbench.vlm import VLM
+
+# A picture that cannot be read: the sample is recorded with this error and the run goes on.
+IMAGE_ERRORS = (OSError, ValueError, SyntaxError)
+
+
+def process_rank() -> tuple[int, int, int]:
+    """(rank, local rank, world size) as torchrun and accelerate set them."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """The device asked for; a bare `cuda` (or nothing, on a GPU machine) means this process's own GPU."""
+    _, local_rank, _ = process_rank()
+    chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if chosen.type == "cuda" and chosen.index is None:
+        chosen = torch.device("cuda", local_rank)
+    if chosen.type == "cuda":
+        torch.cuda.set_device(chosen)
+    return chosen
+
+
+def reference(doc: dict[str, Any]) -> Any:
+    """The ground truth as the dataset gives it: the list of answers, or the one answer."""
+    if doc.get("answers") is not None:
+        return [a["answer"] if isinstance(a, dict) else a for a in doc["answers"]]
+    return doc.get("answer")
+
+
+def chunks(items: list, size: int) -> list[list]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def cut(text: str, until: list[str]) -> str:
+    """The answer up to the first stop string."""
+    for stop in until:
+        if stop:
+            text = text.split(stop)[0]
+    return text.strip()
+
+
+class QBenchLMM(lmms):
+    """A qbench VLM answering lmms-eval's generate_until requests, in batches of one task, greedily."""
+
+    is_simple = True
+
+    def __init__(self, preset: str | None = None, checkpoint: str | None = None, device: str | None = None,
+                 dtype: str | None = None, batch_size: int | str = 1, max_new_tokens: int = 16,
+                 vlm: VLM | None = None, journal: Journal | None = None) -> None:
+        """Either `preset` (loaded here) or a ready `vlm`; `journal` records answers for resuming."""
+        super().__init__()
+        if (preset is None) == (vlm is None):
+            raise ValueError("give the qbench model either preset=NAME_OR_CHECKPOINT_DIR or a loaded vlm")
+        if vlm is None:
+            from qbench.checkpoints import load_vlm
+
+            vlm = load_vlm(preset, checkpoint, pick_device(device), dtype)
+        self._rank, _, self._world_size = process_rank()
+        self.vlm = vlm
+        self.batch_size = int(batch_size)
+        self.max_new_tokens = int(max_new_tokens)
+        self.journal = journal if journal is not None else Journal()
+        self.generated = 0  # samples answered by the model in this process (not taken from the journal)
+        self.seconds = 0.0  # time spent answering them
+        self._raw_docs: dict[tuple[str, str], Any] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return self.vlm.device
+
+    def clean(self) -> None:
+        """lmms-eval calls this after inference; its default deletes the model, which must stay usable."""
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def loglikelihood(self, requests):
+        raise NotImplementedError("qbench models answer generate_until tasks only")
+
+    def generate_until_multi_round(self, requests):
+        raise NotImplementedError("qbench models answer single-turn generate_until tasks only")
+
+    # --- answering ------------------------------------------------------------------------------------------------
+    def generate_until(self, requests) -> list[str]:
+        todo = list({(r.args[4], r.args[3]): r for r in requests if self.journal.get(r.args[4], r.args[3]) is None}
+                    .values())  # each sample once (lmms-eval pads ranks with repeats)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, disable=self._rank != 0) as progress:
+            bar = progress.add_task("answering", total=len(todo))
+            for task_name, same_task in itertools.groupby(todo, key=lambda r: r.args[4]):
+                progress.update(bar, description=f"answering {task_name}")
+                for batch in chunks(list(same_task), self.batch_size):
+                    self.journal.add(self.answer(batch))
+                    progress.advance(bar, len(batch))
+        return [self.journal.get(r.args[4], r.args[3])["answer"] for r in requests]
+
+    def answer(self, batch: list) -> list[dict[str, Any]]:
+        """Journal rows for a batch of requests of one task; a sample whose image cannot be read gets an error."""
+        started = time.perf_counter()
+        rows, images = [], []
+        for request in batch:
+            context, _, doc_to_visual, doc_id, task, split = request.args
+            raw = self.raw_doc(task, split, doc_id)
+            row = {"task": task, "doc_id": doc_id, "question_id": raw.get("question_id", raw.get("id")),
+                   "prompt": context, "answer": "", "target": reference(raw), "error": None}
+            try:
+                images.append(self.image(doc_to_visual, task, split, doc_id))
+            except IMAGE_ERRORS as error:
+                row["error"] = f"{type(error).__name__}: {error}"
+            rows.append(row)
+        readable = [row for row in rows if row["error"] is None]
+        if readable:
+            kwargs = batch[0].args[1]
+            until = kwargs.get("until") or []
+            answers = self.vlm.generate(images, [row["prompt"] for row in readable],
+                                        int(kwargs.get("max_new_tokens") or self.max_new_tokens))
+            for row, text in zip(readable, answers):
+                row["answer"] = cut(text, [until] if isinstance(until, str) else until)
+        self.generated += len(batch)
+        self.seconds += time.perf_counter() - started
+        return rows
+
+    def raw_doc(self, task: str, split: str, doc_id: int) -> dict[str, Any]:
+        """The document without decoding its image (which may be what is broken)."""
+        if (task, split) not in self._raw_docs:
+            self._raw_docs[task, split] = self.task_dict[task][split].with_format("arrow")
+        return self._raw_docs[task, split][doc_id].to_pylist()[0]
+
+    def image(self, doc_to_visual, task: str, split: str, doc_id: int):
+        visuals = doc_to_visual(self.task_dict[task][split][doc_id])
+        if len(visuals) != 1:
+            raise NotImplementedError(f"qbench models take one image per question; {task} gave {len(visuals)}")
+        return load_image(visuals[0])  # decoded here, so a broken picture fails alone, not inside the batch
+
+
+def manifest():
+    """The `lmms_eval.models` entry point. lmms-eval loads entry points while `lmms_eval.models` is being imported,
+    so this module must not import that package at its top (it would find this module half-initialised)."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    return ModelManifest(model_id="qbench", simple_class_path="qbench.suites.lmms_model.QBenchLMM")

@@ -1,0 +1,156 @@
+"""A suite's tasks as lmms-eval Task objects: lmms-eval's own configs, pointed at local copies where they exist.
+
+Every task starts from the config in lmms-eval's own YAML (prompt, generation settings, scoring, aggregation) and
+changes only: its name (mini tasks), where the data comes from, the one max_new_tokens qbench uses for every
+model, and the paper variants asked for.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from qbench.checkpoints.hub import WeightsNotFound
+from qbench.registry import UnknownName
+from qbench.suites.registry import GENERATED_ORG, ImageSource, Suite, SuiteTask
+from qbench.suites.variants import Variant, apply_variants
+
+Config = dict[str, Any]
+
+
+class DataNotFound(WeightsNotFound):
+    """A dataset that is neither a local copy nor reachable on the hub; the message says how to make a copy."""
+
+
+def how_to_copy(dataset: str, data_dir: Path) -> str:
+    return (f"On a machine with hub access run `hf download {dataset} --repo-type dataset --local-dir "
+            f"{data_dir / dataset}` (or copy such a download there), then rerun with --data-dir {data_dir}.")
+
+
+def lmms_tasks_dir() -> Path:
+    import lmms_eval
+
+    return Path(lmms_eval.__file__).parent / "tasks"
+
+
+@functools.cache
+def task_yaml(name: str) -> Path:
+    """The lmms-eval YAML that defines task `name` (found by a text scan: indexing every task takes ~10 s)."""
+    pattern = re.compile(rf"^task:\s*[\"']?{re.escape(name)}[\"']?\s*$", re.MULTILINE)
+    for path in sorted(lmms_tasks_dir().rglob("*.yaml")):
+        if pattern.search(path.read_text(errors="ignore")):
+            return path
+    raise UnknownName(f"lmms-eval has no task {name!r}")
+
+
+def base_config(name: str) -> Config:
+    """A fresh copy of lmms-eval's config for task `name`, with its `!function`s imported."""
+    from lmms_eval import utils
+
+    return utils.load_yaml_config(str(task_yaml(name)), mode="full")
+
+
+def local_copy(data_dir: Path, dataset: str) -> Path | None:
+    path = data_dir / dataset
+    return path if path.is_dir() else None
+
+
+def cache_for(local: Path) -> str:
+    """A datasets cache folder for this local copy as it is now. datasets keys a local folder's cache on the
+    folder's name and file patterns only, so two copies (or a regenerated one) would share a stale cache."""
+    import datasets
+
+    files = sorted((str(p.relative_to(local)), p.stat().st_size, p.stat().st_mtime_ns)
+                   for p in local.rglob("*") if p.is_file())
+    digest = hashlib.sha256(json.dumps([str(local.resolve()), files]).encode()).hexdigest()[:16]
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "qbench-local" / digest)
+
+
+def hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def attach_images(docs, source: str, name: str, split: str, key: str = "imageId"):
+    """Rows that carry only an image id, with the `image` column of the local images config joined in (what
+    lmms-eval's gqa_process_docs does from the hub)."""
+    import datasets
+
+    images = datasets.load_dataset(source, name, split=split, cache_dir=cache_for(Path(source)))
+    row_of = {image_id: index for index, image_id in enumerate(images["id"])}
+    missing = sorted(set(docs[key]) - set(row_of))
+    if missing:
+        raise DataNotFound(f"{source} ({name}, {split}) lacks {len(missing)} images the questions need, "
+                           f"e.g. {missing[:3]}")
+    picked = images.select([row_of[image_id] for image_id in docs[key]]).flatten_indices()
+    return datasets.concatenate_datasets([docs, picked.remove_columns("id")], axis=1)
+
+
+def point_at_data(config: Config, task: SuiteTask, data_dir: Path) -> Config:
+    """Use the local copy under data_dir where there is one; otherwise leave the hub id (or fail when offline)."""
+    dataset = task.dataset or config["dataset_path"]
+    local = local_copy(data_dir, dataset)
+    if local is None and dataset.startswith(GENERATED_ORG + "/"):
+        raise DataNotFound(f"task {task.task} needs the generated dataset {dataset}, which is not at "
+                           f"{data_dir / dataset}: run `qbench data mini --out {data_dir}`")
+    if local is None and hub_offline():
+        raise DataNotFound(f"task {task.task} needs the dataset {dataset}: no local copy at {data_dir / dataset} "
+                           f"and the hub is offline (HF_HUB_OFFLINE). " + how_to_copy(dataset, data_dir))
+    if local is not None:
+        kwargs = {k: v for k, v in (config.get("dataset_kwargs") or {}).items() if k != "token"}
+        config = {**config, "dataset_path": str(local), "dataset_kwargs": {**kwargs, "cache_dir": cache_for(local)}}
+    if task.images is not None:
+        config = {**config, "process_docs": images_for(task.images, data_dir, config.get("process_docs"))}
+    return config
+
+
+def images_for(images: ImageSource, data_dir: Path, hub_process_docs):
+    """The process_docs that brings in the images: the local images config, or lmms-eval's own (from the hub)."""
+    local = local_copy(data_dir, images.dataset)
+    if local is None:
+        if hub_offline():
+            raise DataNotFound(f"the images of {images.dataset} ({images.name}) are not at {data_dir / images.dataset}"
+                               f" and the hub is offline. " + how_to_copy(images.dataset, data_dir))
+        return hub_process_docs
+    return functools.partial(attach_images, source=str(local), name=images.name, split=images.split)
+
+
+def task_config(task: SuiteTask, data_dir: Path, variants: list[Variant], max_new_tokens: int) -> Config:
+    config = base_config(task.like)
+    config["task"] = task.task
+    config["generation_kwargs"] = {**(config.get("generation_kwargs") or {}), "max_new_tokens": max_new_tokens}
+    return apply_variants(point_at_data(config, task, data_dir), variants)
+
+
+def check_variants(suite: Suite, variants: list[Variant]) -> None:
+    from qbench.suites.variants import applies
+
+    for variant in variants:
+        if not any(applies(variant, base_config(task.like)) for task in suite.tasks):
+            raise ValueError(f"variant {variant.option}={variant.value} applies to no task of suite {suite.name}")
+
+
+def load_tasks(suite: Suite, data_dir: Path, variants: list[Variant], max_new_tokens: int) -> dict[str, Any]:
+    """name -> lmms-eval Task with its data loaded; DataNotFound names the dataset and how to make a local copy."""
+    from lmms_eval.api.task import ConfigurableTask
+
+    check_variants(suite, variants)
+    tasks: dict[str, Any] = {}
+    for task in suite.tasks:
+        config = task_config(task, data_dir, variants, max_new_tokens)
+        try:
+            tasks[task.task] = ConfigurableTask(config=config, model_name="qbench")  # loads the data
+        except DataNotFound:
+            raise
+        except Exception as error:
+            dataset = task.dataset or config["dataset_path"]
+            fix = (f"Is {config['dataset_path']} a complete copy of {dataset} in the hub layout?"
+                   if Path(config["dataset_path"]).is_dir() else how_to_copy(dataset, data_dir))
+            raise DataNotFound(f"task {task.task}: cannot load {config['dataset_path']} "
+                               f"({type(error).__name__}: {error}). {fix}") from error
+    return tasks

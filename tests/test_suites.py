@@ -1,0 +1,315 @@
+"""`qbench run`: suites through lmms-eval, with lmms-eval's scoring, resumable, data-parallel, and clear errors."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import qbench
+from qbench.checkpoints import save_native
+from qbench.cli import app
+from qbench.presets import get_preset
+from qbench.suites import mini, runner
+from qbench.vlm import VLM
+
+MINI_TASKS = ["mini_vqav2", "mini_gqa", "mini_vizwiz", "mini_textvqa", "mini_pope_adv", "mini_pope_pop",
+              "mini_pope_random"]
+ROW_KEYS = ["task", "doc_id", "question_id", "prompt", "answer", "target", "error", "score"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    mini.write(root, eval_questions=12, train_questions=4)
+    return root
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """tiny-cobra with its random LLM weights scaled up, so that it answers with words rather than EOS."""
+    torch.manual_seed(1)  # the same random model every time: its answers are what the tests compare
+    vlm = qbench.load_model("tiny-cobra")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in vlm.backbone.parameters():
+            parameter.add_(0.5 * torch.randn(parameter.shape, generator=generator))
+    return save_native(vlm, tmp_path_factory.mktemp("weights") / "noisy")
+
+
+def qbench_run(*args: str):
+    return CliRunner().invoke(app, ["run", *args])
+
+
+def only_run(output: Path) -> Path:
+    (folder,) = [p for p in output.iterdir() if p.is_dir()]
+    return folder
+
+
+def read_rows(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+
+
+def test_lmms_eval_finds_the_qbench_model_and_its_clean_keeps_it_usable():
+    from lmms_eval.models import get_model
+
+    from qbench.suites.lmms_model import QBenchLMM
+
+    model_class = get_model("qbench")  # through the lmms_eval.models entry point
+    assert model_class is QBenchLMM
+    lm = model_class.create_from_arg_string("preset=tiny-cobra,device=cpu", {"batch_size": 2})
+    assert lm.device == torch.device("cpu") and lm.batch_size == 2
+    lm.clean()  # what lmms-eval calls after inference
+    assert isinstance(lm.vlm, VLM) and isinstance(lm.vlm.answer(Image.new("RGB", (64, 64)), "What color?"), str)
+
+
+def test_run_mini_writes_the_summary_and_one_scored_row_per_sample(data, tmp_path):
+    result = qbench_run("--model", "tiny-cobra", "--suite", "mini", "--limit", "2", "--data-dir", str(data),
+                        "--output", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    folder = only_run(tmp_path)
+    assert folder.name.startswith("tiny-cobra__mini__")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["schema"] == "qbench.run/1"
+    assert {"model", "suite", "spec", "checkpoint", "metrics", "variants", "n_samples", "errors", "samples_per_s",
+            "device", "dtype", "max_new_tokens", "limit", "versions", "started", "finished"} <= set(summary)
+    assert (summary["model"], summary["suite"], summary["limit"], summary["max_new_tokens"]) == ("tiny-cobra", "mini",
+                                                                                                 2, 16)
+    assert summary["spec"] == get_preset("tiny-cobra").to_dict()
+    assert summary["checkpoint"] == {"source": "random", "sha256": None}
+    assert list(summary["metrics"]) == MINI_TASKS
+    assert set(summary["metrics"]["mini_vqav2"]) == {"exact_match"}
+    pope = set(summary["metrics"]["mini_pope_adv"])
+    assert {"pope_accuracy", "pope_f1_score", "pope_precision", "pope_recall"} <= pope
+    assert summary["n_samples"] == {task: 2 for task in MINI_TASKS} and summary["errors"] == 0
+    assert summary["variants"] == {} and summary["samples_per_s"] > 0
+    assert {"torch", "transformers", "lmms_eval", "datasets", "qbench", "python"} <= set(summary["versions"])
+    rows = read_rows(folder)
+    assert [(r["task"], r["doc_id"]) for r in rows] == [(task, i) for task in MINI_TASKS for i in range(2)]
+    assert all(sorted(r) == sorted(ROW_KEYS) and 0 <= r["score"] <= 1 and r["error"] is None for r in rows)
+    assert rows[0]["prompt"].endswith("\nAnswer the question using a single word or phrase.")
+    assert not list(folder.glob("progress-*.jsonl"))
+
+
+def test_evaluate_scores_a_model_in_memory_and_leaves_its_training_state_alone(data, tmp_path):
+    vlm = qbench.load_model("tiny-cobra").train()
+    random_state = torch.get_rng_state()
+    summary = runner.evaluate(vlm, "mini", limit=1, output=tmp_path, data_dir=data)
+    assert summary["schema"] == "qbench.run/1" and list(summary["metrics"]) == MINI_TASKS
+    assert summary["checkpoint"] == {"source": "in-memory", "sha256": None}
+    assert vlm.training and torch.equal(torch.get_rng_state(), random_state)
+
+
+# --- scoring: crafted answers, resumed from the run's JSONL, scored by lmms-eval ------------------------------------
+def docs_of(data: Path, task: str, limit: int) -> list[dict]:
+    from qbench.suites.tasks import base_config
+
+    like = {"mini_vqav2": "vqav2_val", "mini_gqa": "gqa", "mini_vizwiz": "vizwiz_vqa_val",
+            "mini_textvqa": "textvqa_val", "mini_pope_adv": "pope_adv", "mini_pope_pop": "pope_pop",
+            "mini_pope_random": "pope_random"}[task]
+    config = base_config(like)
+    folder = {"mini_vqav2": "VQAv2", "mini_gqa": "GQA", "mini_vizwiz": "VizWiz-VQA",
+              "mini_textvqa": "textvqa"}.get(task, "POPE")
+    docs = datasets.load_dataset(str(data / "mini" / folder), config.get("dataset_name"), split=config["test_split"],
+                                 cache_dir=str(data / "test-cache"))
+    return docs.remove_columns("image").select(range(limit)).to_list() if "image" in docs.column_names else \
+        docs.select(range(limit)).to_list()
+
+
+def crafted(task: str, index: int, doc: dict) -> str:
+    """Right, right but for case, punctuation and articles, a number word, or wrong; POPE: also "Yes." forms."""
+    if task.startswith("mini_pope"):
+        truth = doc["answer"]
+        return [truth, truth.capitalize() + ".", "No, there is not." if truth == "no" else "Yes, there is one.",
+                "yes" if truth == "no" else "no"][index % 4]
+    answers = [a["answer"] if isinstance(a, dict) else a for a in doc.get("answers") or [doc["answer"]]]
+    truth = max(answers, key=answers.count)
+    words = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four"}
+    return [truth, f"The {truth.upper()}.", words.get(truth, f"not {truth}"), "wrong"][index % 4]
+
+
+def expected_scores(task: str, docs: list[dict], answers: list[str]) -> tuple[list[float], dict[str, float]]:
+    """Per-sample scores and metrics from lmms-eval's own task functions."""
+    from lmms_eval.api.metrics import exact_match_hf_evaluate
+    from lmms_eval.tasks.pope import utils as pope
+    from lmms_eval.tasks.textvqa.utils import textvqa_process_results
+    from lmms_eval.tasks.vizwiz_vqa.utils import vizwiz_vqa_process_results
+    from lmms_eval.tasks.vqav2.utils import vqav2_process_results_val
+
+    if task.startswith("mini_pope"):
+        logged = [pope.pope_process_results(doc, [a])["pope_accuracy"] for doc, a in zip(docs, answers)]
+        return [x["score"] for x in logged], {"pope_accuracy": pope.pope_aggregate_accuracy(logged),
+                                              "pope_f1_score": pope.pope_aggregate_f1_score(logged),
+                                              "pope_precision": pope.pope_aggregate_precision(logged),
+                                              "pope_recall": pope.pope_aggregate_recall(logged)}
+    if task == "mini_gqa":
+        scores = [float(exact_match_hf_evaluate([a], [doc["answer"]], ignore_case=True, ignore_punctuation=True)
+                        ["exact_match"]) for doc, a in zip(docs, answers)]
+    else:
+        scorer = {"mini_vqav2": vqav2_process_results_val, "mini_vizwiz": vizwiz_vqa_process_results,
+                  "mini_textvqa": textvqa_process_results}[task]
+        scores = [scorer(doc, [a])["exact_match"] for doc, a in zip(docs, answers)]
+    return scores, {"exact_match": sum(scores) / len(scores)}
+
+
+class Interrupted(KeyboardInterrupt):
+    pass
+
+
+GENERATE = VLM.generate
+
+
+def interrupt_after(monkeypatch, calls: int) -> list[int]:
+    """Stop the run (as Ctrl-C would) when the model is asked for its answers the (calls + 1)-th time."""
+    made = [0]
+
+    def stopping(self, *args, **kwargs):
+        if made[0] == calls:
+            raise Interrupted
+        made[0] += 1
+        return GENERATE(self, *args, **kwargs)
+
+    monkeypatch.setattr(VLM, "generate", stopping)
+    return made
+
+
+def score_crafted(monkeypatch, data: Path, output: Path, suite: str, tasks: list[str], limit: int,
+                  variants: tuple[str, ...] = ()) -> tuple[dict, list[dict], dict]:
+    """A run stopped before its first answer, given crafted answers in its JSONL, then resumed and scored."""
+    interrupt_after(monkeypatch, 0)
+    with pytest.raises(Interrupted):
+        runner.run("tiny-cobra", suite, limit=limit, data_dir=data, output=output, device="cpu", variants=variants)
+    folder = only_run(output)
+    docs = {task: docs_of(data, task, limit) for task in tasks}
+    answers = {task: [crafted(task, i, doc) for i, doc in enumerate(docs[task])] for task in tasks}
+    rows = [{"task": task, "doc_id": i, "question_id": None, "prompt": "", "answer": answers[task][i],
+             "target": None, "error": None} for task in tasks for i in range(limit)]
+    (folder / "progress-rank0.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    summary, _ = runner.run("tiny-cobra", suite, limit=limit, data_dir=data, output=output, device="cpu",
+                            variants=variants)  # resumed: the model is not asked again (it would be interrupted)
+    return summary, read_rows(folder), {"docs": docs, "answers": answers}
+
+
+def test_scores_equal_lmms_evals_own_scoring_functions(data, tmp_path, monkeypatch):
+    limit = 8
+    summary, rows, crafted_ = score_crafted(monkeypatch, data, tmp_path, "mini", MINI_TASKS, limit)
+    assert summary["resumed_samples"] == limit * len(MINI_TASKS) and summary["samples_per_s"] is None
+    for task in MINI_TASKS:
+        scores, metrics = expected_scores(task, crafted_["docs"][task], crafted_["answers"][task])
+        assert [r["score"] for r in rows if r["task"] == task] == pytest.approx(scores)
+        for name, value in metrics.items():
+            assert summary["metrics"][task][name] == pytest.approx(value), (task, name)
+    assert 0 < summary["metrics"]["mini_vqav2"]["exact_match"] < 1  # the crafted answers exercise the scoring
+
+
+def test_lenient_pope_parsing_is_opt_in_and_named_in_the_summary(data, tmp_path, monkeypatch):
+    summary, rows, crafted_ = score_crafted(monkeypatch, data, tmp_path, "mini", MINI_TASKS, 8,
+                                            ("pope_parsing=lenient",))
+    assert summary["variants"] == {"pope_parsing": "lenient"}
+    for task in ["mini_pope_adv", "mini_pope_pop", "mini_pope_random"]:
+        # "Yes." and "No, there is not." now count as right (lmms-eval: wrong); the opposite answers stay wrong
+        assert [r["score"] for r in rows if r["task"] == task] == [1.0, 1.0, 1.0, 0.0] * 2
+    _, vqa = expected_scores("mini_vqav2", crafted_["docs"]["mini_vqav2"], crafted_["answers"]["mini_vqav2"])
+    assert summary["metrics"]["mini_vqav2"] == pytest.approx(vqa)  # other tasks keep lmms-eval's scoring
+
+
+# --- resuming -------------------------------------------------------------------------------------------------------
+def test_an_interrupted_run_resumes_and_scores_every_sample_exactly_once(data, tmp_path, monkeypatch):
+    made = interrupt_after(monkeypatch, 3)
+    args = {"limit": 2, "data_dir": data, "output": tmp_path, "device": "cpu", "batch_size": 1}
+    with pytest.raises(Interrupted):
+        runner.run("tiny-cobra", "mini", **args)
+    folder = only_run(tmp_path)
+    progress = folder / "progress-rank0.jsonl"
+    assert len(progress.read_text().splitlines()) == 3 and not (folder / "summary.json").exists()
+    with progress.open("a") as handle:
+        handle.write('{"task": "mini_gqa", "doc_id": 0, "answ')  # a line cut short by the interruption
+    made = interrupt_after(monkeypatch, 100)
+    summary, again = runner.run("tiny-cobra", "mini", **args)
+    assert again == folder and made[0] == 14 - 3  # only the samples not yet answered
+    rows = read_rows(folder)
+    keys = [(r["task"], r["doc_id"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 14 and summary["resumed_samples"] == 3
+    assert summary["n_samples"] == {task: 2 for task in MINI_TASKS}
+
+
+# --- two processes ----------------------------------------------------------------------------------------------------
+def test_two_processes_give_the_same_answers_as_one(data, weights, tmp_path):
+    args = ["run", "--model", "tiny-cobra", "--checkpoint", str(weights), "--suite", "mini", "--limit", "3",
+            "--data-dir", str(data), "--device", "cpu", "--batch-size", "2"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "qbench.cli", *args, "--output", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=400)
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    one = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "one")])
+    assert one.exit_code == 0, one.output
+    answers = [{(r["task"], r["doc_id"]): r["answer"] for r in read_rows(only_run(tmp_path / name))}
+               for name in ("one", "two")]
+    assert answers[0] == answers[1] and len(answers[0]) == 21
+    assert len(set(answers[0].values())) > 1  # real, varied answers
+    summary = json.loads((only_run(tmp_path / "two") / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["checkpoint"]["sha256"]
+
+
+# --- bad input --------------------------------------------------------------------------------------------------------
+def test_an_unknown_suite_model_or_variant_is_named_with_the_valid_ones(data, tmp_path):
+    common = ["--data-dir", str(data), "--output", str(tmp_path), "--limit", "1"]
+    result = qbench_run("--model", "tiny-cobra", "--suite", "nope", *common)
+    assert result.exit_code == 2 and "unknown suite 'nope'" in result.output and "mini" in result.output
+    result = qbench_run("--model", "nope", "--suite", "mini", *common)
+    assert result.exit_code == 2 and "unknown model 'nope'" in result.output and "tiny-cobra" in result.output
+    result = qbench_run("--model", "tiny-cobra", "--suite", "mini", "--variant", "pope_parsing=loose", *common)
+    assert result.exit_code == 2 and "pope_parsing=lenient" in result.output
+    result = qbench_run("--model", "tiny-cobra", "--suite", "gqa", "--variant", "pope_parsing=lenient", *common)
+    assert result.exit_code == 2 and "applies to no task of suite gqa" in result.output
+    assert not list(tmp_path.iterdir())  # nothing was started
+
+
+def test_missing_data_names_the_hub_dataset_and_how_to_copy_it(tmp_path):
+    result = qbench_run("--model", "tiny-cobra", "--suite", "vqa", "--data-dir", str(tmp_path / "data"),
+                        "--output", str(tmp_path / "runs"))
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert "lmms-lab-encoder/VQAv2" in message and "hf download lmms-lab-encoder/VQAv2 --repo-type dataset" in message
+    assert f"--data-dir {tmp_path / 'data'}" in message
+
+
+def test_a_corrupt_image_is_recorded_as_an_error_and_the_run_goes_on(data, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(data / "mini", copy / "mini")
+    path = copy / "mini" / "VQAv2" / "data" / "validation-00000-of-00001.parquet"
+    table = datasets.Dataset.from_parquet(str(path)).cast_column("image", datasets.Image(decode=False))
+    rows = table.to_list()
+    rows[1]["image"] = {"bytes": b"this is not a picture", "path": None}
+    datasets.Dataset.from_list(rows, features=table.features).cast_column("image", datasets.Image()).to_parquet(path)
+    result = qbench_run("--model", "tiny-cobra", "--suite", "mini", "--limit", "2", "--data-dir", str(copy),
+                        "--output", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    folder = only_run(tmp_path / "runs")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["errors"] == 1 and summary["n_samples"]["mini_vqav2"] == 2
+    errors = {(r["task"], r["doc_id"]): r["error"] for r in read_rows(folder) if r["error"]}
+    assert list(errors) == [("mini_vqav2", 1)] and "UnidentifiedImageError" in errors["mini_vqav2", 1]
+
+
+def test_the_textvqa_ocr_variants_put_the_ocr_tokens_where_each_paper_did(data):
+    from qbench.suites.registry import load_suite
+    from qbench.suites.tasks import task_config
+    from qbench.suites.variants import parse_variants
+
+    (textvqa,) = [task for task in load_suite("mini").tasks if task.task == "mini_textvqa"]
+    doc = docs_of(data, "mini_textvqa", 1)[0]
+    ocr = "Reference OCR token: " + ", ".join(doc["ocr_tokens"])
+    question, short = doc["question"], "\nAnswer the question using a single word or phrase."
+    for variants, prompt in [([], question + short), (["textvqa_ocr=before-question"], f"{ocr}\n{question}{short}"),
+                             (["textvqa_ocr=after-question"], f"{question}\n{ocr}{short}")]:
+        config = task_config(textvqa, data, parse_variants(variants), 16)
+        assert config["doc_to_text"](doc, config["lmms_eval_specific_kwargs"]["default"]) == prompt
