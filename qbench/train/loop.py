@@ -1,0 +1,232 @@
+"""The training loop: answer-token loss in each system's template, stages of a recipe, resumable checkpoints,
+one process or several through accelerate (DDP)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from torch import nn
+
+from qbench.checkpoints import DTYPES, read_spec, save_native
+from qbench.checkpoints.native import is_native, load_native
+from qbench.spec import VLMSpec
+from qbench.train.data import Example, batch_indices, shard
+from qbench.train.recipes import Stage, TrainConfig, lr_factor
+from qbench.vlm import VLM, build_vlm
+
+RESUME_DIR = "resume"
+TRAINER_FILE = "trainer.pt"
+LOG_FILE = "train.json"
+
+
+class Objective(nn.Module):
+    """Summed cross-entropy over answer tokens (and their EOS) for visual features + questions + answers."""
+
+    def __init__(self, vlm: VLM):
+        super().__init__()
+        self.vlm = vlm
+
+    def forward(self, features: torch.Tensor, questions: Sequence[str], answers: Sequence[str]) -> torch.Tensor:
+        visual = self.vlm.projector(features.to(self.vlm.dtype))
+        embeds, mask, labels = self.vlm.build_inputs(visual, questions, answers)
+        logits = self.vlm.backbone.logits(embeds, mask)
+        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100,
+                               reduction="sum")
+
+
+class FeatureCache:
+    """Vision features per example. The tower is frozen and deterministic, so each image is encoded once."""
+
+    def __init__(self, vlm: VLM, examples: Sequence[Example], batch: int = 64):
+        self.vlm, self.examples, self.batch = vlm, examples, batch
+        self.features: dict[int, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, indices: Sequence[int]) -> torch.Tensor:
+        missing = sorted(set(indices) - set(self.features))
+        for start in range(0, len(missing), self.batch):
+            chunk = missing[start : start + self.batch]
+            pixels = self.vlm.preprocess([self.examples[i].image for i in chunk])
+            encoded = self.vlm.vision(pixels.to(self.vlm.device, self.vlm.vision_dtype))
+            self.features.update(zip(chunk, encoded))
+        return torch.stack([self.features[i] for i in indices])
+
+
+def freeze_for(vlm: VLM, stage: Stage) -> list[nn.Parameter]:
+    """Make only the stage's submodules trainable (the vision tower never is); their parameters."""
+    vlm.requires_grad_(False)
+    vlm.vision.eval()
+    for name in stage.trains:
+        getattr(vlm, name).requires_grad_(True)
+    return [p for p in vlm.parameters() if p.requires_grad]
+
+
+class Trainer:
+    """One run: a spec trained on examples under a config, writing to `out` (resumable)."""
+
+    def __init__(self, spec: VLMSpec, examples: Sequence[Example], out: str | Path, config: TrainConfig,
+                 device: str | None = None, show_progress: bool = True):
+        cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
+        self.accelerator = Accelerator(cpu=cpu, mixed_precision="no" if cpu else "bf16")
+        self.spec, self.examples, self.out, self.config = spec, list(examples), Path(out), config
+        self.show_progress = show_progress and self.accelerator.is_main_process
+        self.identity = {"spec": spec.to_dict(), "config": config.to_dict(), "examples": len(self.examples)}
+        self.log: list[list[float]] = []  # [global step, loss]
+        self.stage_index, self.step, self.seconds = 0, 0, 0.0
+        self.vlm = self.restore() if (self.out / RESUME_DIR).is_dir() else self.fresh()
+        self.features = FeatureCache(self.vlm, self.examples)
+
+    # --- state ---------------------------------------------------------------------------------------------------
+    def fresh(self) -> VLM:
+        torch.manual_seed(self.config.seed)
+        return build_vlm(self.spec, device=self.accelerator.device)
+
+    def restore(self) -> VLM:
+        directory = self.out / RESUME_DIR
+        self.trainer_state = torch.load(directory / TRAINER_FILE, map_location="cpu", weights_only=False)
+        self.check_identity(self.trainer_state["identity"], str(directory))
+        self.stage_index, self.step = self.trainer_state["stage"], self.trainer_state["step"]
+        self.log, self.seconds = self.trainer_state["log"], self.trainer_state["seconds"]
+        torch.set_rng_state(self.trainer_state["rng"])
+        return load_native(None, str(directory), self.accelerator.device)
+
+    def check_identity(self, saved: dict, where: str) -> None:
+        differing = sorted(key for key in self.identity if saved.get(key) != self.identity[key])
+        if differing:
+            raise ValueError(f"{where} was written by a run with a different {', '.join(differing)}; resume it with "
+                             f"the same settings or train into another --out")
+
+    def finished(self) -> bool:
+        log = self.out / LOG_FILE
+        if not (log.is_file() and is_native(self.out)):
+            return False
+        summary = json.loads(log.read_text())
+        self.check_identity(summary["identity"], str(self.out))
+        return summary["finished"]
+
+    def save_resume(self, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            tmp, final = self.out / (RESUME_DIR + ".tmp"), self.out / RESUME_DIR
+            shutil.rmtree(tmp, ignore_errors=True)
+            save_native(self.vlm, tmp)
+            torch.save({"identity": self.identity, "stage": self.stage_index, "step": self.step, "log": self.log,
+                        "seconds": self.seconds, "rng": torch.get_rng_state(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict()}, tmp / TRAINER_FILE)
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)  # a crash leaves either the old checkpoint or the new one, never half of one
+            self.write_log(finished=False)
+        self.accelerator.wait_for_everyone()
+
+    def write_log(self, finished: bool) -> None:
+        summary = {"identity": self.identity, "finished": finished, "steps_done": self.global_step,
+                   "seconds": round(self.seconds, 2), "answer_tokens": self.answer_tokens_seen(),
+                   "final_loss": self.log[-1][1] if self.log else None, "log": self.log}
+        (self.out / LOG_FILE).write_text(json.dumps(summary, indent=1))
+
+    @property
+    def global_step(self) -> int:
+        return sum(self.config.stage_steps()[: self.stage_index]) + self.step
+
+    def answer_tokens_seen(self) -> int:
+        """Answer tokens (with EOS) trained on so far: the same for every combination of one tokenizer family."""
+        counts = [len(self.vlm.answer_ids(example.answer)) for example in self.examples]
+        return sum(sum(counts[i] for i in batch_indices(len(counts), self.config.batch_size, step, self.config.seed))
+                   for step in range(self.global_step))
+
+    # --- training ------------------------------------------------------------------------------------------------
+    def run(self, stop_after: int | None = None) -> Path:
+        """Train to the end (or `stop_after` more steps, then checkpoint and return); the output directory."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.finished():
+            return self.out
+        budget = stop_after if stop_after is not None else self.config.steps
+        stages, counts = self.config.stages, self.config.stage_steps()
+        while self.stage_index < len(stages) and budget > 0:
+            budget -= self.run_stage(stages[self.stage_index], counts[self.stage_index], budget)
+            if self.step == counts[self.stage_index]:
+                self.stage_index, self.step = self.stage_index + 1, 0
+        if self.stage_index == len(stages):
+            self.finish()
+        return self.out
+
+    def run_stage(self, stage: Stage, total: int, budget: int) -> int:
+        params = freeze_for(self.vlm, stage)
+        model = self.accelerator.prepare_model(Objective(self.vlm))
+        optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, self.config.warmup))
+        if self.step and self.step < total:
+            optimizer.load_state_dict(self.trainer_state["optimizer"])
+            scheduler.load_state_dict(self.trainer_state["scheduler"])
+        done = 0
+        with self.progress(stage) as progress:
+            task = progress.add_task(stage.name, total=total, completed=self.step, loss=float("nan"))
+            while self.step < total and done < budget:
+                started = time.perf_counter()
+                loss = self.train_step(model, params, optimizer)
+                scheduler.step()
+                self.step, done = self.step + 1, done + 1
+                self.seconds += time.perf_counter() - started
+                self.log.append([self.global_step, round(loss, 5)])
+                progress.update(task, advance=1, loss=loss)
+                if self.step % self.config.save_every == 0 or self.step == total or done == budget:
+                    self.save_resume(optimizer, scheduler)
+                    progress.console.log(f"{self.spec.name} {stage.name} step {self.step}/{total} loss {loss:.4f} "
+                                         f"({self.seconds / self.global_step:.3f} s/step)", highlight=False)
+        return done
+
+    def train_step(self, model: nn.Module, params: list[nn.Parameter], optimizer: torch.optim.Optimizer) -> float:
+        """One optimizer step on the global batch; this process computes its share. The loss is the sum over the
+        global batch's answer tokens divided by their count, so gradients averaged over processes equal the
+        one-process gradient."""
+        accelerator = self.accelerator
+        indices = batch_indices(len(self.examples), self.config.batch_size, self.global_step, self.config.seed)
+        tokens = sum(len(self.vlm.answer_ids(self.examples[i].answer)) for i in indices)
+        mine = [self.examples[i] for i in shard(indices, accelerator.process_index, accelerator.num_processes)]
+        features = self.features(shard(indices, accelerator.process_index, accelerator.num_processes))
+        loss_sum = model(features, [e.question for e in mine], [e.answer for e in mine])
+        accelerator.backward(loss_sum * (accelerator.num_processes / tokens))
+        accelerator.clip_grad_norm_(params, self.config.clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return accelerator.reduce(loss_sum.detach(), reduction="sum").item() / tokens
+
+    def progress(self, stage: Stage) -> Progress:
+        return Progress(TextColumn(f"[bold]{self.spec.name}[/] {stage.name}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
+                        disable=not self.show_progress)
+
+    def finish(self) -> None:
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            self.vlm.eval()
+            save_native(self.vlm, self.out)
+            self.write_log(finished=True)
+            shutil.rmtree(self.out / RESUME_DIR, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+
+
+def train(spec: VLMSpec, examples: Sequence[Example], out: str | Path, config: TrainConfig,
+          device: str | None = None, stop_after: int | None = None, show_progress: bool = True) -> Path:
+    """Train `spec` on `examples` into `out` (a qbench checkpoint + train.json); resumes from `out/resume`."""
+    return Trainer(spec, examples, out, config, device, show_progress).run(stop_after)
+
+
+def export(checkpoint: str | Path, out: str | Path, dtype: str) -> Path:
+    """A trained checkpoint stored in a smaller dtype (e.g. fp16 for shipping the tiny weights)."""
+    vlm = load_native(read_spec(checkpoint), str(checkpoint), "cpu", DTYPES[dtype])
+    return save_native(vlm, out)

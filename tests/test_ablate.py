@@ -1,0 +1,37 @@
+"""`qbench ablate`: the grid of combinations, and the command end to end on one tiny combination."""
+
+import json
+
+from typer.testing import CliRunner
+
+from qbench.ablate import combinations
+from qbench.cli import app
+
+
+def test_every_projector_backbone_pair_and_the_query_sweep():
+    combos = combinations(["mlp", "ldp", "msc", "qmamba"], ["mamba", "mamba2", "llama"])
+    assert len(combos) == 12 + 3  # Q-Mamba's query sweep (4, 9, 64 besides its own 16) on Mamba
+    first = next(iter(combos.values()))
+    assert all(spec.vision == first.vision for spec in combos.values())  # only projector x backbone vary
+    assert combos["tiny-qmamba-mamba-q64"].projector.options["queries"] == 64
+    assert combos["tiny-mlp-llama"].prompt == "llava" and combos["tiny-mlp-mamba2"].prompt == "zephyr"
+
+
+def test_ablate_writes_a_table_per_task_with_chance_and_speed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["ablate", "--projectors", "mlp", "--backbones", "llama", "--name", "t",
+                                      "--steps", "3", "--batch-size", "4", "--train-questions", "8", "--limit", "3",
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "results/ablation/t/mini_vqav2.md").read_text()
+    assert "chance level" in table and "tiny-mlp-llama" in table and "decode_tokens_per_s" in table
+    meta = json.loads((tmp_path / "results/ablation/t/ablation.json").read_text())
+    assert meta["schema"] == "qbench.ablation/1" and meta["budget"]["steps"] == 3
+    assert list(meta["combos"]) == ["tiny-mlp-llama"]
+    assert {row["task"] for row in meta["rows"]} >= {"mini_vqav2", "mini_pope_adv"}
+    assert all(0 <= row["value"] <= 1 and row["chance"] is not None for row in meta["rows"])
+
+
+def test_unknown_names_fail_clearly():
+    result = CliRunner().invoke(app, ["ablate", "--projectors", "nope", "--backbones", "llama"])
+    assert result.exit_code == 2 and "unknown projector 'nope'" in result.output

@@ -1,0 +1,98 @@
+"""`qbench train`: a few steps lower the loss for each projector and backbone; an interrupted run resumes to the
+same weights; two processes (gloo) match one; LLaVA-format data is read and bad data is refused clearly."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from qbench.ablate import tiny_combo
+from qbench.train import DataError, Example, TrainConfig, llava_examples, train
+
+COLOURS = ["red", "green", "blue", "yellow"]
+
+
+def colour_examples() -> list[Example]:
+    return [Example(Image.new("RGB", (112, 112), c), "What color is the image?", c) for c in COLOURS] * 2
+
+
+def losses(out: Path) -> list[float]:
+    return [loss for _, loss in json.loads((out / "train.json").read_text())["log"]]
+
+
+@pytest.mark.parametrize("projector,backbone", [("mlp", "mamba"), ("ldp", "mamba"), ("msc", "mamba"),
+                                                ("qmamba", "mamba"), ("mlp", "mamba2"), ("mlp", "llama")])
+def test_a_few_steps_lower_the_loss(tmp_path, projector, backbone):
+    config = TrainConfig(steps=6, batch_size=4, lr=3e-3, recipe="cobra", warmup=0.0)
+    out = train(tiny_combo(projector, backbone), colour_examples(), tmp_path / "run", config, device="cpu",
+                show_progress=False)
+    log = losses(out)
+    assert len(log) == 6 and sum(log[-2:]) < sum(log[:2])
+    assert (out / "model.safetensors").is_file() and not (out / "resume").exists()
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path):
+    spec, examples = tiny_combo("mlp", "llama"), colour_examples()
+    config = TrainConfig(steps=5, batch_size=4, recipe="llava", save_every=10)  # align 1 step, fine-tune 4
+    whole = train(spec, examples, tmp_path / "whole", config, device="cpu", show_progress=False)
+    parted = tmp_path / "parted"
+    train(spec, examples, parted, config, device="cpu", stop_after=3, show_progress=False)
+    assert (parted / "resume" / "trainer.pt").is_file() and not json.loads((parted / "train.json").read_text())["finished"]
+    train(spec, examples, parted, config, device="cpu", show_progress=False)
+    assert losses(parted) == losses(whole)
+    a, b = load_file(whole / "model.safetensors"), load_file(parted / "model.safetensors")
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    spec, examples = tiny_combo("mlp", "llama"), colour_examples()
+    train(spec, examples, tmp_path, TrainConfig(steps=4, batch_size=4), device="cpu", stop_after=1, show_progress=False)
+    with pytest.raises(ValueError, match="different config"):
+        train(spec, examples, tmp_path, TrainConfig(steps=4, batch_size=8), device="cpu", show_progress=False)
+
+
+def llava_folder(root: Path) -> Path:
+    (root / "images").mkdir(parents=True)
+    entries = []
+    for index, colour in enumerate(COLOURS * 2):
+        Image.new("RGB", (64, 64), colour).save(root / "images" / f"{index}.png")
+        entries.append({"id": str(index), "image": f"{index}.png", "conversations": [
+            {"from": "human", "value": "<image>\nWhat color is the image?"}, {"from": "gpt", "value": colour}]})
+    entries.append({"id": "text-only", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]})
+    (root / "llava.json").write_text(json.dumps(entries))
+    return root
+
+
+def test_llava_conversations_are_read_and_bad_ones_named(tmp_path):
+    root = llava_folder(tmp_path)
+    examples = llava_examples(root / "llava.json", root / "images")
+    assert len(examples) == 8 and examples[0].question == "What color is the image?" and examples[0].answer == "red"
+    (root / "images" / "3.png").unlink()
+    with pytest.raises(DataError, match="entry 3 .*3.png does not exist"):
+        llava_examples(root / "llava.json", root / "images")
+
+
+def run_cli(args: list[str], launcher: list[str]) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*launcher, "-m", "qbench.cli", "train", *args], env=env, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+
+
+def test_two_processes_match_one(tmp_path):
+    root = llava_folder(tmp_path / "data")
+    args = ["--model", "tiny-llava", "--data", str(root / "llava.json"), "--image-dir", str(root / "images"),
+            "--steps", "3", "--batch-size", "4", "--recipe", "cobra", "--device", "cpu"]
+    run_cli([*args, "--out", str(tmp_path / "one")], [sys.executable])
+    run_cli([*args, "--out", str(tmp_path / "two")],
+            [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533"])
+    one, two = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    assert all(torch.allclose(one[key], two[key], atol=1e-5) for key in one)
+    assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "two"), abs=1e-4)
