@@ -1,0 +1,219 @@
+"""Read every result file under results/ (run summaries, speed sweeps, ablation tables) into data frames.
+
+A file that cannot be read, carries another schema version or lacks a field is skipped with a
+`SkippedResult` warning naming it; the rest of the report is still built.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qbench.presets import ALIASES
+
+
+class SkippedResult(UserWarning):
+    """A result file the report could not use; the message names the file and says why."""
+
+
+class BadResult(ValueError):
+    """Raised while reading one result file; turned into a SkippedResult warning."""
+
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ResultKind:
+    name: str
+    pattern: str  # glob under the results folder
+    schema: str  # the exact schema string the file must carry
+    required: tuple[str, ...]  # top-level keys
+    columns: tuple[str, ...]  # columns of the data frame, so that an empty one still has them
+    rows: Callable[[dict[str, Any], str], list[Row]]
+
+
+@dataclass
+class Results:
+    root: Path
+    frames: dict[str, pd.DataFrame]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file relative to root, reason)
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        return self.frames["runs"]
+
+    @property
+    def speed(self) -> pd.DataFrame:
+        return self.frames["speed"]
+
+    @property
+    def ablation(self) -> pd.DataFrame:
+        return self.frames["ablation"]
+
+
+def canonical_model(name: str) -> str:
+    """Aliases become preset names (`cobra` -> `cobra-3b`); checkpoint paths become their folder name."""
+    name = ALIASES.get(name, name)
+    return Path(name).name if "/" in name else name
+
+
+def number(value: Any, what: str) -> float:
+    """A float from a JSON number or null (NaN); anything else is a BadResult."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadResult(f"{what} is {value!r}, not a number")
+    return float(value)
+
+
+def text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise BadResult(f"{what} is {value!r}, not a name")
+    return value
+
+
+def field_of(row: dict[str, Any], key: str, where: str) -> Any:
+    if key not in row:
+        raise BadResult(f"{where} has no {key!r}")
+    return row[key]
+
+
+def run_rows(doc: dict[str, Any], source: str) -> list[Row]:
+    """One row per (task, metric) of a `qbench run` summary."""
+    spec = doc["spec"] if isinstance(doc["spec"], dict) else {}
+    metrics = doc["metrics"]
+    if not isinstance(metrics, dict) or not all(isinstance(m, dict) for m in metrics.values()):
+        raise BadResult("'metrics' is not {task: {metric: value}}")
+    n_samples = doc.get("n_samples") or {}
+    rows = []
+    for task, values in sorted(metrics.items()):
+        for metric, value in sorted(values.items()):
+            metric = metric.split(",")[0]  # lmms-eval's "exact_match,none" -> "exact_match"
+            if metric.endswith("_stderr") and not isinstance(value, (int, float)):
+                continue  # lmms-eval writes "N/A" for a standard error it did not compute
+            rows.append({
+                "model": canonical_model(text(doc["model"], "'model'")), "suite": text(doc["suite"], "'suite'"),
+                "task": task, "metric": metric, "value": number(value, f"metrics.{task}.{metric}"),
+                "n_samples": number(n_samples.get(task), f"n_samples.{task}"),
+                "projector": spec.get("projector", {}).get("kind"), "backbone": spec.get("backbone", {}).get("kind"),
+                "limit": doc.get("limit"), "finished": str(doc.get("finished") or doc.get("started") or ""),
+                "source": source,
+            })
+    return rows
+
+
+SPEED_NUMBERS = ("visual_tokens", "batch", "new_tokens", "prompt_tokens", "vision_ms", "projector_ms", "prefill_ms",
+                 "ttft_ms", "decode_tokens_per_s", "e2e_tokens_per_s", "peak_mem_gib", "weights_gib", "state_gib",
+                 "roofline_tokens_per_s", "roofline_share")
+
+
+def speed_rows(doc: dict[str, Any], source: str) -> list[Row]:
+    """One row per measured configuration of a speed sweep, with the GPU it ran on."""
+    environment = doc.get("environment") or {}
+    if not isinstance(doc["rows"], list):
+        raise BadResult("'rows' is not a list")
+    rows = []
+    for i, row in enumerate(doc["rows"]):
+        where = f"rows[{i}]"
+        if not isinstance(row, dict):
+            raise BadResult(f"{where} is not an object")
+        rows.append({
+            "model": canonical_model(text(field_of(row, "model", where), f"{where}.model")),
+            "backbone": row.get("backbone"), "projector": row.get("projector"),
+            "engine": text(field_of(row, "engine", where), f"{where}.engine"),
+            "status": text(field_of(row, "status", where), f"{where}.status"),
+            **{key: number(row.get(key), f"{where}.{key}") for key in SPEED_NUMBERS},
+            "gpu": str(environment.get("gpu") or row.get("device") or "unknown"),
+            "created": str(doc.get("created") or ""), "source": source,
+        })
+        for key in ("visual_tokens", "batch"):
+            if math.isnan(rows[-1][key]):
+                raise BadResult(f"{where} has no {key!r}")
+    return rows
+
+
+def ablation_rows(doc: dict[str, Any], source: str) -> list[Row]:
+    """One row per (projector, backbone, task) cell of an ablation table."""
+    if not isinstance(doc["rows"], list):
+        raise BadResult("'rows' is not a list")
+    rows = []
+    for i, row in enumerate(doc["rows"]):
+        where = f"rows[{i}]"
+        if not isinstance(row, dict):
+            raise BadResult(f"{where} is not an object")
+        queries = row.get("queries")
+        rows.append({
+            "name": text(doc["name"], "'name'"),
+            "projector": text(field_of(row, "projector", where), f"{where}.projector"),
+            "backbone": text(field_of(row, "backbone", where), f"{where}.backbone"),
+            "queries": None if queries is None else int(number(queries, f"{where}.queries")),
+            "visual_tokens": number(row.get("visual_tokens"), f"{where}.visual_tokens"),
+            "task": text(field_of(row, "task", where), f"{where}.task"),
+            "metric": text(field_of(row, "metric", where), f"{where}.metric"),
+            "value": number(field_of(row, "value", where), f"{where}.value"),
+            "chance": number(row.get("chance"), f"{where}.chance"),
+            "decode_tokens_per_s": number(row.get("decode_tokens_per_s"), f"{where}.decode_tokens_per_s"),
+            "source": source,
+        })
+    return rows
+
+
+KINDS: dict[str, ResultKind] = {kind.name: kind for kind in (
+    ResultKind("runs", "runs/*/summary.json", "qbench.run/1", ("model", "suite", "spec", "metrics"),
+               ("model", "suite", "task", "metric", "value", "n_samples", "projector", "backbone", "limit",
+                "finished", "source"), run_rows),
+    ResultKind("speed", "speed/*/speed.json", "qbench.speed/1", ("rows",),
+               ("model", "backbone", "projector", "engine", "status", *SPEED_NUMBERS, "gpu", "created", "source"),
+               speed_rows),
+    ResultKind("ablation", "ablation/*/ablation.json", "qbench.ablation/1", ("name", "rows"),
+               ("name", "projector", "backbone", "queries", "visual_tokens", "task", "metric", "value", "chance",
+                "decode_tokens_per_s", "source"), ablation_rows),
+)}
+
+
+def read_result(path: Path, kind: ResultKind, source: str) -> list[Row]:
+    """The rows of one result file, or a BadResult saying why it cannot be used."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadResult(f"not readable JSON ({error})") from error
+    if not isinstance(doc, dict):
+        raise BadResult("not a JSON object")
+    if doc.get("schema") != kind.schema:
+        raise BadResult(f"schema {doc.get('schema')!r}, expected {kind.schema!r}")
+    missing = [key for key in kind.required if key not in doc]
+    if missing:
+        raise BadResult(f"missing {', '.join(map(repr, missing))}")
+    try:
+        return kind.rows(doc, source)
+    except BadResult:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError) as error:  # a field of the wrong shape
+        raise BadResult(f"malformed ({type(error).__name__}: {error})") from error
+
+
+def collect(root: str | Path) -> Results:
+    """Every result under `root`, one data frame per kind; broken or older files are skipped with a warning."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"results folder {root} does not exist")
+    frames, skipped = {}, []
+    for kind in KINDS.values():
+        rows: list[Row] = []
+        for path in sorted(root.glob(kind.pattern)):
+            source = path.relative_to(root).as_posix()
+            try:
+                rows += read_result(path, kind, source)
+            except BadResult as error:
+                skipped.append((source, str(error)))
+                warnings.warn(f"skipped {source}: {error}", SkippedResult, stacklevel=2)
+        frames[kind.name] = pd.DataFrame(rows, columns=list(kind.columns))
+    return Results(root, frames, skipped)

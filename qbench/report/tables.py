@@ -1,0 +1,259 @@
+"""The report's tables: accuracy, speed, speed ratio and ablation, from the collected results.
+
+Each table is a pandas frame written three ways: Markdown, LaTeX (booktabs) and CSV (full precision).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qbench.presets import get_preset, preset_names
+from qbench.registry import UnknownName
+from qbench.report.collect import Results
+from qbench.report.reported import (
+    BENCHMARKS,
+    PAPER_BASELINE,
+    PAPER_NEW_TOKENS,
+    REPORTED_ACCURACY,
+    SPEED_SOURCE,
+    benchmark_of,
+    paper_speed_ratios,
+)
+
+MEASURED, REPORTED = "measured", "reported"
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    description: str
+    frame: pd.DataFrame
+    sources: list[str]
+    formats: dict[str, str] = field(default_factory=dict)  # column -> format spec for Markdown and LaTeX
+
+    def display(self) -> pd.DataFrame:
+        """The frame as strings: numbers formatted per column, missing values as a dash."""
+        shown = self.frame.astype(object).copy()
+        for column in shown.columns:
+            spec = self.formats.get(column, ".1f" if pd.api.types.is_float_dtype(self.frame[column]) else "")
+            shown[column] = [cell(value, spec) for value in self.frame[column]]
+        return shown
+
+    def alignment(self) -> list[str]:
+        """Numbers to the right, text to the left."""
+        return ["right" if pd.api.types.is_numeric_dtype(self.frame[c]) else "left" for c in self.frame.columns]
+
+    def markdown(self) -> str:
+        return self.display().to_markdown(index=False, disable_numparse=True, colalign=self.alignment()) + "\n"
+
+    def latex(self) -> str:
+        return self.display().to_latex(index=False, escape=True, caption=self.title, label=f"tab:{self.name}",
+                                       column_format="".join(a[0] for a in self.alignment()))
+
+    def write(self, folder: Path) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [folder / f"{self.name}.{ext}" for ext in ("md", "tex", "csv")]
+        paths[0].write_text(self.markdown(), encoding="utf-8")
+        paths[1].write_text(self.latex(), encoding="utf-8")
+        self.frame.to_csv(paths[2], index=False, lineterminator="\n")
+        return paths
+
+
+def cell(value: object, spec: str) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "-"
+    return format(value, spec) if spec else str(value)
+
+
+def model_order(models: object) -> list[str]:
+    """Presets in their registry order first, then any other model (checkpoint folders) by name."""
+    names = set(models)
+    presets = [name for name in preset_names() if name in names]
+    return presets + sorted(names - set(presets))
+
+
+def is_mamba(model: str, backbone: object) -> bool:
+    """Whether a model's LLM is a state-space model (mamba, mamba2), from the row or else from its preset."""
+    if not isinstance(backbone, str):
+        try:
+            backbone = get_preset(model).backbone.kind
+        except UnknownName:
+            return False
+    return backbone.startswith("mamba")
+
+
+def sources_of(*frames: pd.DataFrame) -> list[str]:
+    return sorted({source for frame in frames for source in frame["source"] if isinstance(source, str)})
+
+
+# ---- accuracy -------------------------------------------------------------------------------------------------
+
+def measured_label(variant: str, limit: object) -> str:
+    """"measured", or what makes it not the paper's benchmark: "measured (mini)", "measured (lite, limit 50)"."""
+    parts = ([variant] if variant else []) + ([f"limit {int(limit)}"] if pd.notna(limit) else [])
+    return f"{MEASURED} ({', '.join(parts)})" if parts else MEASURED
+
+
+def accuracy_scores(results: Results) -> pd.DataFrame:
+    """Measured score (percent) per model x benchmark x kind of measurement (full, mini, lite, limited), from the
+    newest run of each task of a benchmark."""
+    runs = results.runs.copy()
+    found = [benchmark_of(task) for task in runs["task"]]
+    runs["benchmark"] = [b.name if b else None for b, _ in found]
+    runs["numbers"] = [measured_label(variant, limit) for (_, variant), limit in zip(found, runs["limit"])]
+    # Each benchmark's headline metric; tasks of no known benchmark are left out.
+    keep = [b is not None and b.metric == metric for (b, _), metric in zip(found, runs["metric"])]
+    runs = runs[np.array(keep, dtype=bool)]
+    runs = runs.sort_values(["finished", "source"]).drop_duplicates(["model", "task", "numbers"], keep="last")
+    grouped = runs.groupby(["model", "benchmark", "numbers"], as_index=False)
+    return grouped.agg(value=("value", lambda v: 100 * v.mean()), n_samples=("n_samples", "sum"),
+                       suites=("suite", lambda s: sorted(set(s))),
+                       sources=("source", lambda s: sorted(set(s))))
+
+
+def accuracy_table(results: Results) -> Table:
+    scores = accuracy_scores(results)
+    columns = [b for b in BENCHMARKS if b in set(scores["benchmark"]) or any(
+        b in r.scores for r in REPORTED_ACCURACY.values())]
+    rows = []
+    for model in model_order(set(scores["model"]) | set(REPORTED_ACCURACY)):
+        mine = scores[scores["model"] == model]
+        for label in sorted(set(mine["numbers"]), key=lambda n: (n != MEASURED, n)):
+            kind = mine[mine["numbers"] == label]
+            rows.append({"model": model, "numbers": label, **dict(zip(kind["benchmark"], kind["value"])),
+                         "from": f"{', '.join(sorted(set().union(*kind['suites'])))} "
+                                 f"(n={int(kind['n_samples'].sum())})"})
+        if model in REPORTED_ACCURACY:
+            reported = REPORTED_ACCURACY[model]
+            rows.append({"model": model, "numbers": REPORTED, **reported.scores, "from": reported.source})
+    frame = pd.DataFrame(rows, columns=["model", "numbers", *columns, "from"])
+    frame[columns] = frame[columns].astype(float)
+    return Table("accuracy", "Accuracy (%) per model and benchmark", accuracy_notes(set(scores["benchmark"])), frame,
+                 sources_of(results.runs))
+
+
+def accuracy_notes(measured_benchmarks: set[str]) -> str:
+    """What each measured column is, and the splits and scoring behind each system's reported numbers."""
+    measured = "; ".join(f"{b.name} {b.note} (lmms-eval `{b.metric}`)" for b in BENCHMARKS.values()
+                         if b.name in measured_benchmarks) or "none yet"
+    reported = "; ".join(f"{r.system}: {r.splits}" for r in REPORTED_ACCURACY.values())
+    return ("Measured scores from the newest run of each task beside the papers' reported ones. Only rows marked "
+            "plain \"measured\" ran the whole benchmark: mini = qbench's small generated twin, lite = lmms-eval's Lite "
+            "subset, limit N = the first N samples per task; none of these compare with a paper's number. "
+            f"Measured: {measured}. "
+            f"Reported: {reported}.")
+
+
+# ---- speed ----------------------------------------------------------------------------------------------------
+
+SPEED_KEY = ["gpu", "model", "visual_tokens", "batch", "engine", "new_tokens"]
+SPEED_COLUMNS = {"gpu": "GPU", "model": "model", "visual_tokens": "visual tokens", "batch": "batch",
+                 "engine": "engine", "new_tokens": "new tokens", "status": "status", "e2e_tokens_per_s": "tokens/s",
+                 "decode_tokens_per_s": "decode tokens/s", "ttft_ms": "TTFT ms", "vision_ms": "vision ms",
+                 "projector_ms": "projector ms", "prefill_ms": "prefill ms", "peak_mem_gib": "peak GiB",
+                 "roofline_share": "roofline share"}
+
+
+def latest_speed(results: Results) -> pd.DataFrame:
+    """One row per GPU x model x visual tokens x batch x engine x new tokens: the newest sweep's, in model order."""
+    speed = results.speed.sort_values(["created", "source"]).drop_duplicates(SPEED_KEY, keep="last")
+    order = {model: i for i, model in enumerate(model_order(speed["model"]))}
+    speed = speed.assign(order=speed["model"].map(order))
+    return speed.sort_values(["gpu", "order", "engine", "visual_tokens", "batch"]).drop(columns="order")
+
+
+def speed_table(results: Results) -> Table:
+    speed = latest_speed(results)
+    frame = speed[list(SPEED_COLUMNS)].rename(columns=SPEED_COLUMNS)
+    frame[["visual tokens", "batch", "new tokens"]] = frame[["visual tokens", "batch", "new tokens"]].astype(int)
+    formats = {"TTFT ms": ".1f", "vision ms": ".1f", "projector ms": ".1f", "prefill ms": ".1f",
+               "peak GiB": ".2f", "roofline share": ".2f"}
+    return Table("speed", "Speed per model, visual tokens, batch and engine",
+                 "tokens/s = new tokens / (image in to last token); decode tokens/s excludes the prefill; TTFT = "
+                 "vision + projector + prefill; roofline share = decode rate / (copy bandwidth / bytes read per "
+                 "token). Newest sweep per configuration.", frame, sources_of(speed), formats)
+
+
+def measured_ratios(speed: pd.DataFrame) -> pd.DataFrame:
+    """Mamba tokens/s over a Transformer's at batch 1, same GPU, engine, visual and new tokens (tiny with tiny)."""
+    ok = speed[(speed["status"] == "ok") & (speed["batch"] == 1) & speed["e2e_tokens_per_s"].notna()]
+    mamba = np.array([is_mamba(m, b) for m, b in zip(ok["model"], ok["backbone"])], dtype=bool)
+    rows = []
+    for _, row in ok[mamba].iterrows():
+        peers = ok[~mamba & (ok["gpu"] == row["gpu"]) & (ok["engine"] == row["engine"])
+                   & (ok["visual_tokens"] == row["visual_tokens"]) & (ok["new_tokens"] == row["new_tokens"])
+                   & (ok["model"].str.startswith("tiny-") == row["model"].startswith("tiny-"))]
+        if len(peers):
+            peer = peers.iloc[0]
+            rows.append({"numbers": MEASURED, "GPU": row["gpu"], "engine": row["engine"],
+                         "new tokens": int(row["new_tokens"]),
+                         "visual tokens": int(row["visual_tokens"]), "Mamba model": row["model"],
+                         "Mamba tokens/s": row["e2e_tokens_per_s"], "Transformer": peer["model"],
+                         "Transformer tokens/s": peer["e2e_tokens_per_s"],
+                         "ratio": row["e2e_tokens_per_s"] / peer["e2e_tokens_per_s"],
+                         "source": row["source"]})
+    return pd.DataFrame(rows, columns=[*RATIO_COLUMNS, "source"])
+
+
+RATIO_COLUMNS = ["numbers", "GPU", "engine", "new tokens", "visual tokens", "Mamba model", "Mamba tokens/s", "Transformer",
+                 "Transformer tokens/s", "ratio"]
+
+
+def reported_ratios() -> pd.DataFrame:
+    rows = [{"numbers": REPORTED, "GPU": "A100 PCIe 80GB", "engine": f"{s.engine} vs {PAPER_BASELINE}'s eager",
+             "new tokens": PAPER_NEW_TOKENS,
+             "visual tokens": s.visual_tokens, "Mamba model": s.model or s.system, "Mamba tokens/s": s.tokens_per_s,
+             "Transformer": PAPER_BASELINE, "Transformer tokens/s": s.tokens_per_s / ratio, "ratio": ratio}
+            for s, ratio in paper_speed_ratios()]
+    return pd.DataFrame(rows, columns=RATIO_COLUMNS)
+
+
+def speed_ratio_table(results: Results) -> Table:
+    measured = measured_ratios(latest_speed(results))
+    frame = pd.concat([measured[RATIO_COLUMNS], reported_ratios()], ignore_index=True)
+    return Table("speed_ratio", "Speed ratio Mamba / Transformer: same engine (measured) vs the papers' mixed engines",
+                 f"Measured: batch 1, both models under the same engine and visual tokens. Reported: {SPEED_SOURCE}; "
+                 "the Mamba systems decoded with CUDA graphs, the Transformer with eager transformers generate.",
+                 frame, sources_of(measured),
+                 {"Mamba tokens/s": ".2f", "Transformer tokens/s": ".2f", "ratio": ".2f"})
+
+
+# ---- ablation -------------------------------------------------------------------------------------------------
+
+def ablation_cells(results: Results) -> pd.DataFrame:
+    """One row per ablation x task x metric x projector setting x backbone (the newest file's on a repeat)."""
+    ablation = results.ablation.copy()
+    ablation["setting"] = [p if pd.isna(q) else f"{p} ({int(q)} queries)"
+                           for p, q in zip(ablation["projector"], ablation["queries"])]
+    return ablation.drop_duplicates(["name", "task", "metric", "setting", "backbone"], keep="last")
+
+
+def ablation_table(results: Results) -> Table:
+    cells = ablation_cells(results)
+    index = ["name", "task", "metric", "chance", "setting", "visual_tokens"]
+    frame = cells.set_index([*index, "backbone"])["value"].unstack("backbone").reset_index() if len(cells) \
+        else pd.DataFrame(columns=index)
+    frame.columns.name = None
+    frame = frame.rename(columns={"name": "ablation", "setting": "projector", "visual_tokens": "visual tokens"})
+    if len(frame):
+        frame["visual tokens"] = frame["visual tokens"].astype(int)
+    backbones = [c for c in frame.columns if c not in {"ablation", "task", "metric", "chance", "projector",
+                                                       "visual tokens"}]
+    return Table("ablation", "Projector x backbone ablation",
+                 "Score of each projector (rows) on each backbone (columns), trained with the same budget; chance = "
+                 "the score of guessing.", frame, sources_of(cells),
+                 {"chance": ".3f", **{b: ".3f" for b in backbones}})
+
+
+TABLES: dict[str, Callable[[Results], Table]] = {
+    "accuracy": accuracy_table,
+    "speed": speed_table,
+    "speed_ratio": speed_ratio_table,
+    "ablation": ablation_table,
+}

@@ -1,0 +1,207 @@
+"""`qbench report`: tables and figures from result files in the schemas the suites, the speed sweep and the
+ablation lab write. The results here are fixtures this file writes itself."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from qbench.cli import app
+from qbench.presets import get_preset
+from qbench.report import SkippedResult, build_report, collect
+
+SPEED_ROWS = [  # model, engine, visual tokens, batch, e2e tokens/s, peak GiB
+    ("cobra-3b", "eager", 196, 1, 24.0, 6.1), ("cobra-3b", "eager", 729, 1, 23.0, 6.2),
+    ("cobra-3b", "graph", 729, 1, 240.0, 6.2), ("cobra-3b", "eager", 729, 8, 150.0, 7.0),
+    ("llava-1.5-7b", "eager", 196, 1, 30.0, 14.0), ("llava-1.5-7b", "eager", 729, 1, 27.5, 14.5),
+    ("llava-1.5-7b", "graph", 729, 1, 80.0, 14.5), ("llava-1.5-7b", "eager", 729, 8, 120.0, 20.0),
+]
+
+
+def write_json(path: Path, doc: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def write_run(results: Path, model: str, suite: str, metrics: dict, when: str, limit: int | None = None) -> Path:
+    return write_json(results / "runs" / f"{model}__{suite}__{when}" / "summary.json", {
+        "schema": "qbench.run/1", "model": model, "suite": suite, "spec": get_preset(model).to_dict(),
+        "checkpoint": {"source": "random", "sha256": None}, "metrics": metrics, "variants": {},
+        "n_samples": {task: 20 for task in metrics}, "errors": 0, "samples_per_s": 3.0, "device": "cpu",
+        "dtype": "float32", "max_new_tokens": 16, "limit": limit, "versions": {}, "started": when, "finished": when})
+
+
+def speed_row(model: str, engine: str, tokens: int, batch: int, rate: float, peak: float) -> dict:
+    backbone = get_preset(model).backbone.kind
+    return {"model": model, "backbone": backbone, "projector": get_preset(model).projector.kind,
+            "visual_tokens": tokens, "batch": batch, "engine": engine, "status": "ok", "error": None,
+            "new_tokens": 256, "prompt_tokens": tokens + 20, "dtype": "bfloat16", "device": "cuda",
+            "kernel_path": "torch", "vision_ms": 20.0, "projector_ms": 2.0, "prefill_ms": 40.0, "ttft_ms": 62.0,
+            "decode_tokens_per_s": rate * 1.1, "e2e_tokens_per_s": rate, "peak_mem_gib": peak, "weights_gib": 5.5,
+            "state_gib": 0.1, "bytes_per_token": 5.5e9, "roofline_tokens_per_s": 530.0,
+            "roofline_share": rate * 1.1 / 530.0, "repeats": 3}
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    """A results folder with two suites' runs (one re-run later), a speed sweep with an OOM row, an ablation,
+    and three files the report must skip: broken JSON, an older run schema, a sweep row without a model."""
+    root = tmp_path / "results"
+    write_run(root, "cobra-3b", "mini", {"mini_vqav2": {"exact_match": 0.40}, "mini_pope": {
+        "pope_accuracy": 0.70, "pope_f1_score": 0.6}}, "2026-11-20T10:00:00")
+    write_run(root, "cobra-3b", "mini", {"mini_vqav2": {"exact_match": 0.45}}, "2026-11-21T10:00:00")
+    write_run(root, "llava-1.5-7b", "vqa", {"vqav2_val": {"exact_match,none": 0.781, "exact_match_stderr,none": "N/A"},
+                                            "pope_adv": {"pope_accuracy": 0.80}, "pope_pop": {"pope_accuracy": 0.90}},
+              "2026-11-21T12:00:00")
+    write_run(root, "llava-1.5-7b", "lite", {"vqav2_val_lite": {"exact_match": 0.70}}, "2026-11-21T13:00:00", limit=50)
+    rows = [speed_row(*row) for row in SPEED_ROWS]
+    rows.append({**speed_row("llava-1.5-7b", "eager", 729, 64, 0.0, 0.0), "status": "oom",
+                 "e2e_tokens_per_s": None, "peak_mem_gib": None, "error": "CUDA out of memory"})
+    write_json(root / "speed" / "h100_2026-11-22" / "speed.json", {
+        "schema": "qbench.speed/1", "command": "qbench speed", "created": "2026-11-22T08:00:00",
+        "environment": {"gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11"}, "copy_bandwidth_gbs": 2938.0,
+        "rows": rows})
+    write_json(root / "ablation" / "lab" / "ablation.json", {
+        "schema": "qbench.ablation/1", "name": "lab", "budget": {"steps": 300, "batch": 16, "lr": 1e-3, "seed": 0},
+        "rows": [{"projector": p, "backbone": b, "queries": q, "visual_tokens": q or 64, "task": "mini_gqa",
+                  "metric": "exact_match", "value": v, "chance": 0.25, "decode_tokens_per_s": 100.0,
+                  "checkpoint": f"ckpt/{p}-{b}"}
+                 for p, q, b, v in (("mlp", None, "mamba", 0.61), ("mlp", None, "llama", 0.58),
+                                    ("qmamba", 16, "mamba", 0.66), ("qmamba", 16, "llama", 0.52))]})
+    (root / "runs" / "broken__mini__x").mkdir(parents=True)
+    (root / "runs" / "broken__mini__x" / "summary.json").write_text('{"schema": "qbench.run/1", "model": ')
+    old = write_run(root, "ml-mamba-2.7b", "mini", {"mini_gqa": {"exact_match": 0.3}}, "2026-01-01T00:00:00")
+    old.write_text(old.read_text().replace("qbench.run/1", "qbench.run/0"))
+    write_json(root / "speed" / "a100_old" / "speed.json", {"schema": "qbench.speed/1", "rows": [{"engine": "eager"}]})
+    return root
+
+
+def build(results: Path, out: Path) -> list[str]:
+    """Build the report and return the warnings it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_report(results, out)
+    return [str(w.message) for w in caught if issubclass(w.category, SkippedResult)]
+
+
+def table(out: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(out / "tables" / f"{name}.csv")
+
+
+def test_broken_and_older_files_are_skipped_with_a_warning_naming_them(results: Path) -> None:
+    with pytest.warns(SkippedResult) as caught:
+        collected = collect(results)
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 3
+    assert "runs/broken__mini__x/summary.json: not readable JSON" in messages[0]
+    assert "runs/ml-mamba-2.7b__mini__2026-01-01T00:00:00/summary.json: schema 'qbench.run/0'" in messages[1]
+    assert "speed/a100_old/speed.json: rows[0] has no 'model'" in messages[2]
+    assert "ml-mamba-2.7b" not in set(collected.runs["model"])  # the rest is still read
+    assert len(collected.speed) == len(SPEED_ROWS) + 1 and len(collected.ablation) == 4
+
+
+def test_accuracy_table_puts_measured_mini_and_reported_numbers_in_marked_rows(results: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    build(results, out)
+    accuracy = table(out, "accuracy").set_index(["model", "numbers"])
+    assert accuracy.loc[("cobra-3b", "measured (mini)"), "VQAv2"] == pytest.approx(45.0)  # the newer run wins
+    assert accuracy.loc[("cobra-3b", "measured (mini)"), "POPE"] == pytest.approx(70.0)
+    assert accuracy.loc[("cobra-3b", "measured (mini)"), "from"] == "mini (n=40)"  # 20 VQAv2 + 20 POPE samples
+    assert accuracy.loc[("cobra-3b", "reported"), "VQAv2"] == pytest.approx(77.8)
+    assert ("cobra-3b", "measured") not in accuracy.index  # mini numbers never pose as the full benchmark
+    assert accuracy.loc[("llava-1.5-7b", "measured"), "VQAv2"] == pytest.approx(78.1)
+    assert accuracy.loc[("llava-1.5-7b", "measured"), "POPE"] == pytest.approx(85.0)  # mean of two splits
+    assert accuracy.loc[("llava-1.5-7b", "reported"), "POPE"] == pytest.approx(85.9)
+    # A Lite subset, cut to its first 50 samples, is marked as such, not merged with the whole benchmark.
+    assert accuracy.loc[("llava-1.5-7b", "measured (lite, limit 50)"), "VQAv2"] == pytest.approx(70.0)
+    markdown = (out / "tables" / "accuracy.md").read_text()
+    assert "| cobra-3b" in markdown and "measured (mini)" in markdown and "45.0" in markdown
+    latex = (out / "tables" / "accuracy.tex").read_text()
+    assert "\\toprule" in latex and "\\midrule" in latex and "\\bottomrule" in latex and "77.8" in latex
+
+
+def test_speed_tables_hold_each_configuration_and_the_same_engine_ratio(results: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    build(results, out)
+    speed = table(out, "speed")
+    assert len(speed) == len(SPEED_ROWS) + 1
+    row = speed[(speed["model"] == "cobra-3b") & (speed["engine"] == "graph")].iloc[0]
+    assert (row["visual tokens"], row["batch"], row["tokens/s"]) == (729, 1, 240.0)
+    assert row["roofline share"] == pytest.approx(240.0 * 1.1 / 530.0)
+    assert speed[speed["status"] == "oom"]["batch"].tolist() == [64]
+    ratio = table(out, "speed_ratio").set_index(["numbers", "engine", "visual tokens", "Mamba model"])["ratio"]
+    assert ratio[("measured", "graph", 729, "cobra-3b")] == pytest.approx(3.0)
+    assert ratio[("measured", "eager", 196, "cobra-3b")] == pytest.approx(0.8)
+    reported = ratio.xs("reported", level="numbers")
+    assert reported.xs("cobra-3b", level="Mamba model").iloc[0] == pytest.approx(166.47 / 40.89)
+
+
+def test_ablation_table_is_projector_by_backbone(results: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    build(results, out)
+    ablation = table(out, "ablation").set_index("projector")
+    assert ablation.loc["mlp", "mamba"] == pytest.approx(0.61)
+    assert ablation.loc["qmamba (16 queries)", "llama"] == pytest.approx(0.52)
+    assert ablation.loc["qmamba (16 queries)", "visual tokens"] == 16
+
+
+def test_every_figure_is_a_non_empty_image_and_the_readme_shows_it(results: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    build(results, out)
+    readme = (out / "README.md").read_text()
+    for name in ("tokens_per_s", "memory", "ttft", "accuracy", "ablation", "speed_ratio"):
+        with Image.open(out / "figures" / f"{name}.png") as image:
+            assert image.width > 200 and image.height > 200
+            assert len(np.unique(np.asarray(image.convert("L")))) > 2  # something is drawn, not a blank canvas
+        assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+        assert f"](figures/{name}.png)" in readme
+    assert "](tables/accuracy.md)" in readme and "speed/h100_2026-11-22/speed.json" in readme
+    assert "`runs/broken__mini__x/summary.json`: not readable JSON" in readme
+
+
+def test_report_is_reproducible_and_says_what_is_missing(results: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    build(results, first)
+    build(results, second)
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
+    # Without speed sweeps and ablations: the accuracy parts are still made, the rest says what it needs.
+    for folder in ("speed", "ablation"):
+        for path in (results / folder).rglob("*.json"):
+            path.unlink()
+    build(results, first)
+    readme = (first / "README.md").read_text()
+    assert "no speed sweep with successful rows under results/speed/" in readme
+    assert "no ablation table under results/ablation/" in readme
+    assert not (first / "figures" / "tokens_per_s.png").exists()  # the stale figure is gone
+    assert (first / "figures" / "accuracy.png").exists() and (first / "tables" / "speed_ratio.csv").exists()
+
+
+def test_cli_report_writes_the_report_and_names_skipped_files(results: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    outcome = CliRunner().invoke(app, ["report", "--results", str(results), "--out", str(out)])
+    assert outcome.exit_code == 0, outcome.output
+    assert "summary.json" in outcome.output and "skipped" in outcome.output
+    assert (out / "README.md").exists()
+    missing = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "nowhere"), "--out", str(out)])
+    assert missing.exit_code == 2 and "does not exist" in " ".join(missing.output.split())
+
+
+def test_report_from_an_empty_results_folder_shows_the_papers_numbers_and_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "results").mkdir()
+    outcome = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "r")])
+    assert outcome.exit_code == 0, outcome.output
+    accuracy = table(tmp_path / "r", "accuracy")
+    assert set(accuracy["numbers"]) == {"reported"} and len(accuracy) == 4
+    readme = (tmp_path / "r" / "README.md").read_text()
+    assert "no speed sweep with successful rows" in readme and "](figures/accuracy.png)" in readme
+
