@@ -40,20 +40,249 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print a JSON list
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="qbench model presets")
-    for column in ("name", "vision", "projector", "backbone", "visual tokens", "vision", "projector", "LLM", "total"):
-        table.add_column(column, justify="right" if column[0].isupper() or column in ("visual tokens", "total") else "left")
+    table = Table(title="qbench model presets (parameters)")
+    table.add_column("preset", no_wrap=True)
+    table.add_column("projector", no_wrap=True)
+    table.add_column("LLM")
+    for column in ("tokens", "vision", "proj.", "LLM", "total"):
+        table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(row["name"] + (f" ({', '.join(row['aliases'])})" if row["aliases"] else ""), row["vision"],
-                      row["projector"], row["backbone"], str(row["visual_tokens"]),
+        table.add_row(row["name"], row["projector"], row["backbone"], str(row["visual_tokens"]),
                       *(human(row[k]) for k in ("vision_params", "projector_params", "llm_params", "total_params")))
     console.print(table)
+
+
+@app.command()
+def report(results: str = typer.Option("results", help="Folder of run summaries, speed sweeps and ablations."),
+           out: str = typer.Option("results/report", help="Where the tables, figures and README.md go.")) -> None:
+    """Tables (Markdown, LaTeX, CSV), figures (PNG, PDF) and a README from every result file under --results."""
+    import warnings
+
+    from qbench.report import SkippedResult, build_report
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SkippedResult)
+        try:
+            artefacts = build_report(results, out)
+        except FileNotFoundError as error:
+            fail(str(error))
+    for warning in caught:
+        console.print(f"[yellow]warning:[/yellow] {warning.message}", highlight=False, soft_wrap=True)
+    for artefact in artefacts:
+        done = f"[green]made[/green] {artefact.kind} {artefact.name}"
+        console.print(done if not artefact.missing else f"[dim]not made[/dim] {artefact.kind} {artefact.name}: "
+                      f"{artefact.missing}", highlight=False, soft_wrap=True)
+    console.print(f"report: {out}/README.md", highlight=False)
+
+
+@app.command()
+def speed(
+    model: str = typer.Option("cobra,ml-mamba,q-mamba,llava", help="Comma-separated presets or aliases."),
+    tokens: str = typer.Option("", help="Comma-separated visual token counts (default: each model's own)."),
+    batch: str = typer.Option("1", help="Comma-separated batch sizes."),
+    engine: str = typer.Option("eager,graph", help="Comma-separated engines: eager, graph, mamba_ssm-cg."),
+    new_tokens: int = typer.Option(256, help="Tokens generated per sequence (EOS ignored)."),
+    prompt_tokens: int = typer.Option(16, help="Text tokens in the prompt besides the visual ones."),
+    device: str = typer.Option("auto", help="cuda, cpu, or auto (cuda when there is one)."),
+    dtype: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
+    repeats: int = typer.Option(3, help="Timed repeats per point (medians reported)."),
+    checkpoint: str = typer.Option(None, help="Time real weights: a checkpoint for the one --model."),
+    output: str = typer.Option(None, help="Folder for speed.json and speed.csv (default results/speed/<gpu>_<date>)."),
+) -> None:
+    """Time vision tower, projector, prefill, first token and decode for each model x tokens x batch x engine."""
+    from pathlib import Path
+
+    from qbench.speed import (
+        SweepConfig,
+        resolve_device,
+        run_sweep,
+        summary_table,
+        track,
+    )
+
+    try:
+        config = SweepConfig(models=split(model), tokens=[int(t) for t in split(tokens)] or [None],
+                             batches=[int(b) for b in split(batch)], engines=split(engine), new_tokens=new_tokens,
+                             prompt_tokens=prompt_tokens, device=resolve_device(device), dtype=dtype, repeats=repeats,
+                             checkpoint=checkpoint)
+        config.validate()
+    except (ValueError, KeyError) as error:
+        fail(str(error))
+    with track(config, console) as on_row:
+        results = run_sweep(config, Path(output) if output else None, config.command(output), on_row)
+    console.print(summary_table(results.rows))
+    console.print(f"[green]wrote[/green] {results.out_dir / 'speed.json'} and speed.csv", highlight=False)
+
+
+def split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def train_options(steps: int, batch_size: int, lr: float, recipe: str, seed: int, save_every: int):
+    from qbench.train import TrainConfig
+
+    try:
+        return TrainConfig(steps=steps, batch_size=batch_size, lr=lr, recipe=recipe, seed=seed, save_every=save_every)
+    except (ValueError, KeyError) as error:
+        fail(str(error))
+
+
+@app.command()
+def train(
+    model: str = typer.Option(..., help="Preset to train from scratch, or a qbench checkpoint folder to continue."),
+    out: str = typer.Option(..., help="Output folder: the trained checkpoint, train.json, and resume/ while running."),
+    data: str = typer.Option("mini", help="'mini' (the mini-suites' train split) or a LLaVA conversation JSON."),
+    image_dir: str = typer.Option(None, help="Image folder of a LLaVA conversation JSON."),
+    train_questions: int = typer.Option(4000, help="Mini train questions per dataset."),
+    steps: int = typer.Option(1000, help="Optimizer steps over all stages."),
+    batch_size: int = typer.Option(32, help="Global batch (split over processes)."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up, then cosine)."),
+    recipe: str = typer.Option("llava", help="llava (align, then fine-tune) or cobra (one stage)."),
+    seed: int = typer.Option(0),
+    save_every: int = typer.Option(200, help="Steps between resumable checkpoints."),
+    stop_after: int = typer.Option(None, help="Stop after this many steps (checkpointed); run again to resume."),
+    device: str = typer.Option(None, help="cpu or cuda (default: cuda when there is one)."),
+    save_dtype: str = typer.Option(None, help="Also store the result in this dtype (e.g. fp16, for shipping)."),
+) -> None:
+    """Train a VLM (vision tower frozen) on answer tokens in its own template; resumes an interrupted run.
+    Several processes: `accelerate launch --num_processes N -m qbench.cli train ...`."""
+    from pathlib import Path
+
+    from qbench.checkpoints import read_spec
+    from qbench.checkpoints.native import is_native
+    from qbench.presets import get_preset
+    from qbench.registry import UnknownName
+    from qbench.train import DataError, export, llava_examples
+    from qbench.train import train as run_training
+
+    config = train_options(steps, batch_size, lr, recipe, seed, save_every)
+    try:
+        spec = read_spec(model) if Path(model).is_dir() and is_native(Path(model)) else get_preset(model)
+        if data == "mini":
+            from qbench.ablate import mini_examples
+
+            examples = mini_examples(train_questions, seed)
+        else:
+            if not image_dir:
+                fail("a LLaVA conversation JSON needs --image-dir")
+            examples = llava_examples(data, image_dir)
+        result = run_training(spec, examples, out, config, device=device, stop_after=stop_after)
+        if save_dtype and (result / "train.json").is_file():
+            export(result, result, save_dtype)
+    except (UnknownName, DataError, ValueError) as error:
+        fail(str(error))
+    console.print(f"[green]wrote[/green] {result}", highlight=False)
+
+
+@app.command()
+def ablate(
+    projectors: str = typer.Option("mlp,ldp,msc,qmamba", help="Comma-separated projectors."),
+    backbones: str = typer.Option("mamba,mamba2,llama", help="Comma-separated backbones."),
+    preset: str = typer.Option("tiny", help="Scale of the combinations (only 'tiny' today)."),
+    name: str = typer.Option("tiny", help="Ablation name: results/ablation/<name>/, data/ablation/<name>/."),
+    steps: int = typer.Option(1000),
+    batch_size: int = typer.Option(32),
+    lr: float = typer.Option(1e-3),
+    recipe: str = typer.Option("llava"),
+    seed: int = typer.Option(0),
+    train_questions: int = typer.Option(4000, help="Mini train questions per dataset."),
+    phases: str = typer.Option("train,speed,eval", help="Any of train, speed, eval (e.g. train,speed on a GPU)."),
+    suite: str = typer.Option("mini"),
+    limit: int = typer.Option(None, help="Evaluate at most this many questions per task."),
+    device: str = typer.Option(None),
+    shard: str = typer.Option("0/1", help="i/n: train only every n-th combination from the i-th (parallel workers)."),
+) -> None:
+    """Train every projector x backbone combination (and Q-Mamba's query sweep) on one budget, evaluate each on
+    the suite, time each, and write a table per task with its chance level and speed."""
+    from qbench import ablate as lab
+    from qbench.registry import UnknownName
+
+    if preset != "tiny":
+        fail("only --preset tiny combinations are defined")
+    config = train_options(steps, batch_size, lr, recipe, seed, save_every=max(1, steps // 4))
+    try:
+        index, count = (int(part) for part in shard.split("/"))
+        study = lab.ablation(name, split(projectors), split(backbones), config)
+        written = lab.run(study, split(phases), device, suite, limit, train_questions, (index, count))
+    except (UnknownName, ValueError) as error:
+        fail(str(error))
+    for path in written:
+        console.print(f"[green]wrote[/green] {path}", highlight=False)
+
+
+@app.command()
+def run(
+    model: str = typer.Option(..., help="A preset or alias (see `qbench models`), or a qbench checkpoint folder."),
+    suite: str = typer.Option(..., help="A suite in suites/: vqa, vqav2, gqa, vizwiz, textvqa, pope, lite, mini."),
+    limit: int = typer.Option(None, help="At most this many samples per task."),
+    checkpoint: str = typer.Option(None, help="Weights: a path, FORMAT:HUB_ID_OR_PATH or random (default: the "
+                                   "preset's own)."),
+    data_dir: str = typer.Option("data", help="Local dataset copies in the hub layout, at DATA_DIR/<hub id>; the "
+                                 "mini suite's are generated at DATA_DIR/mini on first use."),
+    output: str = typer.Option("results/runs", help="Writes OUTPUT/<model>__<suite>__<time>/; an unfinished run "
+                               "with the same settings there is resumed."),
+    device: str = typer.Option(None, help="cuda, cuda:N or cpu (default: this process's GPU, else the CPU)."),
+    dtype: str = typer.Option(None, help="bf16, fp16 or fp32 (default: bf16 on a GPU, fp32 on the CPU)."),
+    batch_size: int = typer.Option(8, help="Samples answered together (answers do not depend on it)."),
+    variant: list[str] = typer.Option([], help="Score as a paper did, not as lmms-eval does (repeatable): "
+                                      "textvqa_ocr=before-question (Cobra) or =after-question (LLaVA-1.5), "
+                                      "pope_parsing=lenient (LLaVA-1.5, Cobra)."),
+) -> None:
+    """Evaluate a model on a suite through lmms-eval: summary.json and samples.jsonl in a new run folder."""
+    import os
+
+    os.environ.setdefault("LOGURU_LEVEL", "WARNING")  # lmms-eval's debug lines
+    os.environ.setdefault("TQDM_DISABLE", "1")  # lmms-eval's and datasets' bars: the rich one says it all
+    from qbench.checkpoints import WeightsNotFound
+    from qbench.registry import UnknownName
+    from qbench.suites.runner import run as run_suite
+
+    try:
+        summary, folder = run_suite(model, suite, limit, checkpoint, data_dir, output, device, dtype, batch_size,
+                                    variant)
+    except (UnknownName, WeightsNotFound, ValueError) as error:
+        fail(str(error))
+    if summary is not None:  # rank 0
+        print_run(summary, folder)
+
+
+def print_run(summary: dict, folder) -> None:
+    table = Table(title=f"{summary['model']} on {summary['suite']} (lmms-eval scoring, x100)")
+    for column in ("task", "samples", "metrics"):
+        table.add_column(column, justify="right" if column == "samples" else "left")
+    for task, metrics in summary["metrics"].items():
+        table.add_row(task, str(summary["n_samples"][task]),
+                      "  ".join(f"{name} {100 * value:.1f}" for name, value in metrics.items()))
+    console.print(table)
+    variants = ", ".join(f"{k}={v}" for k, v in summary["variants"].items()) or "none (lmms-eval's own scoring)"
+    rate = f"{summary['samples_per_s']:.2f} samples/s" if summary["samples_per_s"] else "all answers resumed"
+    console.print(f"variants: {variants}; errors: {summary['errors']}; {rate} on {summary['device']}", highlight=False)
+    console.print(f"[green]wrote[/green] {folder}/summary.json and samples.jsonl", highlight=False)
+
+
+data_app = typer.Typer(help="Datasets: the offline mini-suites.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("mini")
+def data_mini(
+    out: str = typer.Option("data", help="Writes OUT/mini/{VQAv2,GQA,VizWiz-VQA,textvqa,POPE} in the hub layout, "
+                            "which `qbench run --data-dir OUT --suite mini` reads."),
+    seed: int = typer.Option(0, help="The same seed always writes the same datasets."),
+    eval_questions: int = typer.Option(None, "--eval", help="Questions per eval split (default 300)."),
+    train_questions: int = typer.Option(None, "--train", help="Questions per train split (default 4000)."),
+) -> None:
+    """Generate the mini-suites: scenes of coloured shapes and signs in the schemas of the five hub datasets."""
+    from qbench.suites import mini
+
+    folder = mini.write(out, seed, eval_questions or mini.EVAL_QUESTIONS, train_questions or mini.TRAIN_QUESTIONS)
+    console.print(f"[green]wrote[/green] {folder}: {', '.join(mini.DATASETS)}", highlight=False)
 
 
 def human(count: int) -> str:
     for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if count >= size:
-            return f"{count / size:.2f}{unit}"
+            return f"{count / size:.3g}{unit}"
     return str(count)
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 from qbench.registry import Registry
-from qbench.spec import BackboneSpec, ProjectorSpec, ViTDims, VisionSpec, VLMSpec
+from qbench.spec import BackboneSpec, ProjectorSpec, VisionSpec, ViTDims, VLMSpec
 
 PRESETS: Registry[VLMSpec] = Registry("model")
 ALIASES = {"cobra": "cobra-3b", "ml-mamba": "ml-mamba-2.7b", "q-mamba": "q-mamba-3b", "llava": "llava-1.5-7b",

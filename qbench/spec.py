@@ -65,7 +65,7 @@ class VLMSpec:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "VLMSpec":
+    def from_dict(cls, data: dict[str, Any]) -> VLMSpec:
         vision = dict(data["vision"])
         vision["dims"] = {k: ViTDims(**v) for k, v in vision.get("dims", {}).items()}
         return cls(
@@ -78,5 +78,5 @@ class VLMSpec:
             weights=data.get("weights", "random"),
         )
 
-    def replace(self, **changes: Any) -> "VLMSpec":
+    def replace(self, **changes: Any) -> VLMSpec:
         return dataclasses.replace(self, **changes)

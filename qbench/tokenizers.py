@@ -16,16 +16,7 @@ BUILTIN_SPECIALS = {
                           "bos": "<s>"},
 }
 
-CORPUS_WORDS = """
-the a an is are of in on to what which how many where there this that it image picture photo color colour shape
-red green blue yellow purple orange white black gray grey brown pink cyan
-circle square triangle star cross diamond ring shapes circles squares triangles stars crosses diamonds rings
-one two three four five six seven eight nine ten zero 0 1 2 3 4 5 6 7 8 9 10
-left right top bottom middle center above below next beside under over between
-yes no unanswerable word text written say says sign read letters
-answer question using single phrase provided information insufficient respond with reference ocr token
-user assistant describe specifically large small big tiny object objects background
-""".split()
+CORPUS_WORDS = ["the", "a", "an", "is", "are", "of", "in", "on", "to", "what", "which", "how", "many", "where", "there", "this", "that", "it", "image", "picture", "photo", "color", "colour", "shape", "red", "green", "blue", "yellow", "purple", "orange", "white", "black", "gray", "grey", "brown", "pink", "cyan", "circle", "square", "triangle", "star", "cross", "diamond", "ring", "shapes", "circles", "squares", "triangles", "stars", "crosses", "diamonds", "rings", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "zero", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "left", "right", "top", "bottom", "middle", "center", "above", "below", "next", "beside", "under", "over", "between", "yes", "no", "unanswerable", "word", "text", "written", "say", "says", "sign", "read", "letters", "answer", "question", "using", "single", "phrase", "provided", "information", "insufficient", "respond", "with", "reference", "ocr", "token", "user", "assistant", "describe", "specifically", "large", "small", "big", "tiny", "object", "objects", "background"]
 
 TEMPLATES = [
     "What color is the {w}?", "How many {w} are there?", "Is there a {w} in the image?",
@@ -42,7 +33,7 @@ def builtin_corpus() -> list[str]:
     return lines
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def builtin_tokenizer(name: str, vocab_size: int = 1024) -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -87,7 +87,7 @@ class VLM(nn.Module):
             at = ids.index(image_id)
             return ids[:at], ids[at + 1 :]
         before, after = self.prompt.split(question)
-        encode = lambda text: tokenizer(text, add_special_tokens=False).input_ids if text else []  # noqa: E731
+        encode = lambda text: tokenizer(text, add_special_tokens=False).input_ids if text else []
         return bos + encode(before), encode(after)
 
     def build_inputs(self, visual: torch.Tensor, questions: Sequence[str],

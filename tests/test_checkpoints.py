@@ -14,7 +14,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from safetensors.torch import save_file
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, Mamba2Config
+from transformers import (
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    Mamba2Config,
+)
 from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer
 
 import qbench

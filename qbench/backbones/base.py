@@ -37,7 +37,7 @@ class Backbone(nn.Module, ABC):
     def config(cls, spec: BackboneSpec) -> PretrainedConfig: ...
 
     @classmethod
-    def random(cls, spec: BackboneSpec) -> "Backbone":
+    def random(cls, spec: BackboneSpec) -> Backbone:
         return cls(cls.hf_class(cls.config(spec)))
 
     @property

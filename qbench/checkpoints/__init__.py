@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -89,5 +89,13 @@ def resolve_dtype(dtype: torch.dtype | str | None, device: str | torch.device) -
     return DTYPES[dtype]
 
 
-__all__ = ["FORMATS", "LAYOUTS", "CheckpointMismatch", "WeightsNotFound", "load_vlm", "save_native", "read_spec",
-           "resolve_dtype"]
+__all__ = [
+    "FORMATS",
+    "LAYOUTS",
+    "CheckpointMismatch",
+    "WeightsNotFound",
+    "load_vlm",
+    "read_spec",
+    "resolve_dtype",
+    "save_native",
+]

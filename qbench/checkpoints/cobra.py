@@ -16,7 +16,13 @@ import torch
 from qbench.checkpoints.base import CheckpointMismatch, load_mapping
 from qbench.checkpoints.convert import mamba_ssm_lm, require_parts
 from qbench.checkpoints.hub import resolve_file
-from qbench.checkpoints.prismatic import flatten, locate, read_groups, recognises, tower_weights
+from qbench.checkpoints.prismatic import (
+    flatten,
+    locate,
+    read_groups,
+    recognises,
+    tower_weights,
+)
 from qbench.spec import VLMSpec
 from qbench.vlm import VLM, build_vlm
 

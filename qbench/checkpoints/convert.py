@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 from qbench.checkpoints.base import CheckpointMismatch
 from qbench.spec import VLMSpec

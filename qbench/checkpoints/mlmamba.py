@@ -27,7 +27,14 @@ import torch
 
 from qbench.checkpoints.base import describe, load_mapping
 from qbench.checkpoints.convert import mamba_ssm_lm, require_parts
-from qbench.checkpoints.prismatic import Groups, flatten, locate, read_groups, recognises, tower_weights
+from qbench.checkpoints.prismatic import (
+    Groups,
+    flatten,
+    locate,
+    read_groups,
+    recognises,
+    tower_weights,
+)
 from qbench.spec import VLMSpec
 from qbench.vlm import VLM, build_vlm
 

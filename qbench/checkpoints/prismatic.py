@@ -5,8 +5,8 @@ are not in it: they come from their own pretrained weights."""
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 

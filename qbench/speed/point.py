@@ -7,7 +7,11 @@ from dataclasses import dataclass
 import torch
 
 from qbench.engine import EagerDecoder, make_decoder
-from qbench.speed.reference import reference_generate, reference_model, reference_state_bytes
+from qbench.speed.reference import (
+    reference_generate,
+    reference_model,
+    reference_state_bytes,
+)
 from qbench.speed.roofline import parameter_bytes
 from qbench.speed.timing import Timeline, median_of
 from qbench.vlm import VLM
