@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,16 +115,21 @@ SPEED_NUMBERS = ("visual_tokens", "batch", "new_tokens", "prompt_tokens", "visio
                  "roofline_tokens_per_s", "roofline_share")
 
 
+def object_rows(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, row) for each entry of the document's 'rows' list; BadResult unless each is an object."""
+    if not isinstance(doc["rows"], list):
+        raise BadResult("'rows' is not a list")
+    for i, row in enumerate(doc["rows"]):
+        if not isinstance(row, dict):
+            raise BadResult(f"rows[{i}] is not an object")
+        yield f"rows[{i}]", row
+
+
 def speed_rows(doc: dict[str, Any], source: str) -> list[Row]:
     """One row per measured configuration of a speed sweep, with the GPU it ran on."""
     environment = doc.get("environment") or {}
-    if not isinstance(doc["rows"], list):
-        raise BadResult("'rows' is not a list")
     rows = []
-    for i, row in enumerate(doc["rows"]):
-        where = f"rows[{i}]"
-        if not isinstance(row, dict):
-            raise BadResult(f"{where} is not an object")
+    for where, row in object_rows(doc):
         rows.append({
             "model": canonical_model(text(field_of(row, "model", where), f"{where}.model")),
             "backbone": row.get("backbone"), "projector": row.get("projector"),
@@ -142,13 +147,8 @@ def speed_rows(doc: dict[str, Any], source: str) -> list[Row]:
 
 def ablation_rows(doc: dict[str, Any], source: str) -> list[Row]:
     """One row per (projector, backbone, task) cell of an ablation table."""
-    if not isinstance(doc["rows"], list):
-        raise BadResult("'rows' is not a list")
     rows = []
-    for i, row in enumerate(doc["rows"]):
-        where = f"rows[{i}]"
-        if not isinstance(row, dict):
-            raise BadResult(f"{where} is not an object")
+    for where, row in object_rows(doc):
         queries = row.get("queries")
         rows.append({
             "name": text(doc["name"], "'name'"),

@@ -131,21 +131,27 @@ def single_related(scene: Scene) -> list[tuple[Shape, str, Shape]]:
 
 
 def gqa_query_shape(rng: random.Random, scene: Scene) -> QA | None:
-    options = single_related(scene)
-    if not options:
+    related = pick_related(rng, scene)
+    if related is None:
         return None
-    reference, relation, other = rng.choice(options)
+    reference, relation, other = related
     return QA(f"What shape is {relation} the {reference.name}?", other.shape, "relQueryShape", "other",
               others(SHAPES, other.shape), f"The shape {relation} the {reference.name} is a {other.shape}.")
 
 
 def gqa_query_colour(rng: random.Random, scene: Scene) -> QA | None:
-    options = single_related(scene)
-    if not options:
+    related = pick_related(rng, scene)
+    if related is None:
         return None
-    reference, relation, other = rng.choice(options)
+    reference, relation, other = related
     return QA(f"What color is the shape {relation} the {reference.name}?", other.colour, "relQueryColor", "other",
               others(COLOURS, other.colour), f"The shape {relation} the {reference.name} is {other.colour}.")
+
+
+def pick_related(rng: random.Random, scene: Scene):
+    """A random (reference, relation, the one shape in that relation to it), or None where the scene has none."""
+    options = single_related(scene)
+    return rng.choice(options) if options else None
 
 
 def gqa_verify(rng: random.Random, scene: Scene) -> QA | None:
