@@ -45,8 +45,9 @@ def load_native(spec: VLMSpec | None, location: str, device: str | torch.device 
     directory = Path(location)
     saved = read_spec(directory)
     if spec is not None:
+        saved_fields = saved.to_dict()
         differing = sorted(key for key, value in spec.to_dict().items()
-                           if key not in ("name", "weights") and saved.to_dict()[key] != value)
+                           if key not in ("name", "weights") and saved_fields[key] != value)
         if differing:
             raise CheckpointMismatch(f"{directory} holds {saved.name!r}, whose {', '.join(differing)} differ from "
                                      f"{spec.name!r}; load it as `--model {directory}`")
