@@ -15,16 +15,20 @@ test:  ## run the test suite (CPU, offline)
 report:  ## tables, figures and results/report/README.md from every result under results/
 	$(PYTHON) -m qbench.cli report --results results --out results/report
 
-# The speed sweep of the five full presets on random weights, sized for one device call (about 6 minutes on an
-# H100): every LLM under both qbench engines and, for the Mamba LLMs, mamba_ssm's own generate(cg=True).
-# Add batch sizes with e.g. `make speed-gpu SPEED_BATCH=1,8` (about 9 minutes).
+# The speed sweep of the five full presets on random weights, sized for one device call (about 8 minutes on an
+# H100): each at 256, 576 and 729 visual tokens under the CUDA-graph engine and, for the Mamba LLMs, mamba_ssm's own
+# generate(cg=True), 3 repeats; then the eager engine (a launch per op, about 10 s per pass) once at 576 tokens, into
+# the same folder (a sweep adds to the speed.json it finds there). Torch.compile takes about 45 s per Llama shape,
+# so `make speed-gpu SPEED_BATCH=1,8` (about 12 minutes) needs two calls: the second resumes what the first wrote.
+SPEED_MODELS ?= cobra,ml-mamba,llava,q-mamba,cobra-ldp
 SPEED_BATCH ?= 1
-SPEED_ARGS = --model cobra,ml-mamba,llava,q-mamba,cobra-ldp --tokens 256,729 --batch $(SPEED_BATCH) \
-	--engine graph,mamba_ssm-cg,eager --new-tokens 256 --repeats 1 --device cuda --dtype bf16
+SPEED_COMMON = --model $(SPEED_MODELS) --new-tokens 256 --device cuda --dtype bf16 $(if $(SPEED_OUT),--output $(SPEED_OUT))
 
 .PHONY: speed-gpu
 speed-gpu:  ## speed sweep on the GPU machine; SPEED_OUT=dir to choose where speed.json/csv go
-	HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli speed $(SPEED_ARGS) $(if $(SPEED_OUT),--output $(SPEED_OUT))
+	HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli speed $(SPEED_COMMON) --tokens 256,576,729 --engine graph,mamba_ssm-cg \
+		--batch $(SPEED_BATCH) --repeats 3
+	HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli speed $(SPEED_COMMON) --tokens 576 --engine eager --batch 1 --repeats 1
 
 # The offline mini-suites (see README, "Accuracy"): their datasets, and a tiny preset evaluated on them.
 EVAL_MODEL ?= tiny-cobra
@@ -42,10 +46,17 @@ eval-mini:  ## EVAL_MODEL (default tiny-cobra) on the mini suite, offline; write
 TINY_PRESETS ?= tiny-llava
 TINY_TRAIN = --steps 3000 --batch-size 32 --recipe cobra --lr 3e-3 --train-questions 4000
 
-.PHONY: tiny-weights ablation-tiny
+.PHONY: tiny-weights ablation-tiny ablation-gpu
+# questions per task the ablation evaluates (the mini eval splits have 300)
+ABLATION_LIMIT ?= 300
 tiny-weights:  ## train the tiny presets into weights/tiny/<preset>/ (qbench checkpoints stored in fp16)
 	for p in $(TINY_PRESETS); do HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli train --model $$p \
 		--out weights/tiny/$$p $(TINY_TRAIN) --save-dtype fp16 || exit 1; done
 
 ablation-tiny:  ## the tiny ablation: train + time (GPU if there is one), evaluate on the mini suite, tables
-	HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli ablate --name tiny $(TINY_TRAIN) --limit 40
+	HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli ablate --name tiny $(TINY_TRAIN) --limit $(ABLATION_LIMIT)
+
+# Its GPU half in one device call: every combination trained at once, then timed; OUT=dir receives the checkpoints
+# (data/ablation/tiny/<combination>/ in four archives), which `make ablation-tiny` then evaluates on the CPU.
+ablation-gpu:  ## train + time the tiny ablation on the GPU machine (bench/ablation_gpu.sh); OUT=dir for its files
+	OUT=$(OUT) TRAIN="$(TINY_TRAIN)" bash bench/ablation_gpu.sh

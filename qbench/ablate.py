@@ -23,6 +23,8 @@ from qbench.presets import (
 from qbench.spec import ProjectorSpec, VLMSpec
 from qbench.train import Example, TrainConfig
 
+PROJECTORS = ("mlp", "ldp", "msc", "qmamba")
+BACKBONES = ("mamba", "mamba2", "llama")
 PROMPT_OF = {"mamba": "zephyr", "mamba2": "zephyr", "llama": "llava"}
 TINY_QUERY_SWEEP = (4, 9, 16, 64)  # Q-Mamba's 64/144/256/729 queries, scaled to the tiny 8 x 8 patch grid
 QUERY_SWEEP_BACKBONE = "mamba"  # Q-Mamba's own LLM family
@@ -87,10 +89,11 @@ def train_all(ablation: Ablation, examples: Sequence[Example], device: str | Non
 
 def time_all(ablation: Ablation, device: str, new_tokens: int = 64) -> None:
     """Decode and end-to-end tokens/s of each trained combination at batch 1, through qbench speed's measurement
-    (CUDA-graph engine on a GPU, eager on the CPU)."""
+    (CUDA-graph engine on a GPU, eager on the CPU). Combinations already timed are kept; untrained ones wait."""
     import torch
 
     from qbench.checkpoints import load_vlm
+    from qbench.checkpoints.native import is_native
     from qbench.speed.point import Point
     from qbench.speed.roofline import copy_bandwidth_gbs
     from qbench.speed.sweep import run_point
@@ -98,7 +101,10 @@ def time_all(ablation: Ablation, device: str, new_tokens: int = 64) -> None:
     engine = "graph" if torch.device(device).type == "cuda" else "eager"
     bandwidth = copy_bandwidth_gbs(torch.device(device))
     for combo in ablation.combos:
-        vlm = load_vlm(str(ablation.checkpoint(combo)), device=device)
+        path = ablation.checkpoint(combo)
+        if (path / SPEED_FILE).is_file() or not is_native(path):
+            continue
+        vlm = load_vlm(str(path), device=device)
         row = run_point(vlm, Point(1, engine, new_tokens, 16, 3), bandwidth)
         row |= {"engine": engine, "device": device, "new_tokens": new_tokens, "dtype": str(vlm.dtype)}
         (ablation.checkpoint(combo) / SPEED_FILE).write_text(json.dumps(row, indent=1, default=str))
@@ -106,12 +112,18 @@ def time_all(ablation: Ablation, device: str, new_tokens: int = 64) -> None:
 
 def evaluate_all(ablation: Ablation, suite: str, limit: int | None, device: str | None = None,
                  data_dir: str = "data") -> None:
-    """Each trained combination on `suite`, scored by lmms-eval exactly as `qbench run` scores it."""
+    """Each trained combination on `suite`, scored by lmms-eval exactly as `qbench run` scores it (combinations
+    already evaluated are kept)."""
     from qbench.checkpoints import load_vlm
+    from qbench.checkpoints.native import is_native
     from qbench.suites.runner import evaluate
 
     for combo in ablation.combos:
         path = ablation.checkpoint(combo)
+        if (path / EVAL_FILE).is_file():
+            continue
+        if not is_native(path):
+            raise ValueError(f"{combo} is not trained yet ({path}): run the train phase first")
         vlm = load_vlm(str(path), device=device or "cpu")
         summary = evaluate(vlm, suite, limit=limit, output=path / "runs", data_dir=data_dir, checkpoint=str(path))
         (path / EVAL_FILE).write_text(json.dumps(summary, indent=1))
@@ -119,16 +131,29 @@ def evaluate_all(ablation: Ablation, suite: str, limit: int | None, device: str 
 
 # --- tables --------------------------------------------------------------------------------------------------------
 def majority_baseline(samples: list[dict[str, Any]]) -> float:
-    """Chance level of a task: the share of questions answered right by always giving its most common answer."""
-    firsts = [first_answer(s["target"]) for s in samples]
-    common, _ = Counter(firsts).most_common(1)[0]
-    return sum(answer == common for answer in firsts) / len(firsts)
+    """Chance level of a task: its score when every question gets the task's most common answer."""
+    common, _ = Counter(first_answer(s["target"]) for s in samples).most_common(1)[0]
+    return sum(answer_score(common, s["target"]) for s in samples) / len(samples)
+
+
+def answer_score(answer: str, target: Any) -> float:
+    """One answer's score as lmms-eval gives it: against several annotators, VQA accuracy (each annotator left out
+    in turn, min(1, matches among the others / 3), averaged); against one reference, exact match."""
+    references = [normalise(a) for a in (target if isinstance(target, list) else [target])]
+    if len(references) == 1:
+        return float(answer == references[0])
+    matches = sum(reference == answer for reference in references)
+    return sum(min(1.0, (matches - (reference == answer)) / 3) for reference in references) / len(references)
 
 
 def first_answer(target: Any) -> str:
     """A question's reference answer: the most common of several annotators' answers, normalised."""
     answers = target if isinstance(target, list) else [target]
-    return Counter(str(a).strip().lower() for a in answers).most_common(1)[0][0]
+    return Counter(normalise(a) for a in answers).most_common(1)[0][0]
+
+
+def normalise(answer: Any) -> str:
+    return str(answer).strip().lower()
 
 
 def chance_levels(run_folder: Path) -> dict[str, float]:
@@ -139,6 +164,8 @@ def chance_levels(run_folder: Path) -> dict[str, float]:
 
 def collect(ablation: Ablation) -> list[dict[str, Any]]:
     """One row per combination and task: its score, the task's chance level, training facts and speed."""
+    from qbench.vlm import visual_tokens_of
+
     rows = []
     for combo, spec in ablation.combos.items():
         path = ablation.checkpoint(combo)
@@ -151,19 +178,15 @@ def collect(ablation: Ablation) -> list[dict[str, Any]]:
             metric, score = next(iter(metrics.items()))
             rows.append({"task": task, "combo": combo, "projector": spec.projector.kind,
                          "backbone": spec.backbone.kind, "queries": spec.projector.options.get("queries"),
-                         "visual_tokens": visual_tokens(spec), "metric": metric, "value": score,
+                         "visual_tokens": visual_tokens_of(spec), "metric": metric, "value": score,
                          "chance": chance[task], "n": summary["n_samples"][task],
                          "steps": trained["steps_done"], "answer_tokens": trained["answer_tokens"],
                          "final_loss": trained["final_loss"], "train_s": trained["seconds"],
+                         # train.json from before the count: none skipped (an unskipped overflow leaves NaN weights)
+                         "skipped_steps": trained.get("skipped_steps", 0),
                          "decode_tokens_per_s": speed.get("decode_tokens_per_s"),
                          "e2e_tokens_per_s": speed.get("e2e_tokens_per_s")})
     return rows
-
-
-def visual_tokens(spec: VLMSpec) -> int:
-    from qbench.vlm import build_vlm
-
-    return build_vlm(spec, device="meta").visual_tokens
 
 
 def write_tables(ablation: Ablation, rows: list[dict[str, Any]]) -> list[Path]:
@@ -180,7 +203,8 @@ def write_tables(ablation: Ablation, rows: list[dict[str, Any]]) -> list[Path]:
         table = table.drop(columns="task").sort_values("value", ascending=False)
         table.to_csv(out / f"{task}.csv", index=False)
         chance = table["chance"].iloc[0]
-        header = f"# {task} ({table['metric'].iloc[0]}; chance level {chance:.3f}: always the most common answer)\n\n"
+        header = (f"# {task} ({table['metric'].iloc[0]}; chance level {chance:.3f}: the score of always giving the most "
+                  f"common answer)\n\n")
         (out / f"{task}.md").write_text(header + table.to_markdown(index=False, floatfmt=".3f") + "\n")
         written += [out / f"{task}.csv", out / f"{task}.md"]
     meta = {"schema": "qbench.ablation/1", "name": ablation.name, "budget": ablation.config.to_dict(), "rows": rows,

@@ -108,8 +108,11 @@ def speed(
         config.validate()
     except (ValueError, KeyError) as error:
         fail(str(error))
-    with track(config, console) as on_row:
-        results = run_sweep(config, Path(output) if output else None, config.command(output), on_row)
+    try:
+        with track(config, console) as on_row:
+            results = run_sweep(config, Path(output) if output else None, config.command(output), on_row)
+    except ValueError as error:  # an --output folder holding another machine's results
+        fail(str(error))
     console.print(summary_table(results.rows))
     console.print(f"[green]wrote[/green] {results.out_dir / 'speed.json'} and speed.csv", highlight=False)
 
@@ -176,8 +179,8 @@ def train(
 
 @app.command()
 def ablate(
-    projectors: str = typer.Option("mlp,ldp,msc,qmamba", help="Comma-separated projectors."),
-    backbones: str = typer.Option("mamba,mamba2,llama", help="Comma-separated backbones."),
+    projectors: str = typer.Option(None, help="Comma-separated projectors (default: mlp, ldp, msc, qmamba)."),
+    backbones: str = typer.Option(None, help="Comma-separated backbones (default: mamba, mamba2, llama)."),
     preset: str = typer.Option("tiny", help="Scale of the combinations (only 'tiny' today)."),
     name: str = typer.Option("tiny", help="Ablation name: results/ablation/<name>/, data/ablation/<name>/."),
     steps: int = typer.Option(1000),
@@ -202,7 +205,8 @@ def ablate(
     config = train_options(steps, batch_size, lr, recipe, seed, save_every=max(1, steps // 4))
     try:
         index, count = (int(part) for part in shard.split("/"))
-        study = lab.ablation(name, split(projectors), split(backbones), config)
+        study = lab.ablation(name, split(projectors) if projectors else lab.PROJECTORS,
+                             split(backbones) if backbones else lab.BACKBONES, config)
         written = lab.run(study, split(phases), device, suite, limit, train_questions, (index, count))
     except (UnknownName, ValueError) as error:
         fail(str(error))

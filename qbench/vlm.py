@@ -23,6 +23,11 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def visual_tokens_of(spec: VLMSpec) -> int:
+    """The visual token count a spec's tower and projector give, worked out on the meta device."""
+    return build_vlm(spec, device="meta").visual_tokens
+
+
 class VLM(nn.Module):
     def __init__(self, spec: VLMSpec, vision: VisionTower, projector: Projector, backbone: Backbone,
                  tokenizer: PreTrainedTokenizerBase):
@@ -32,6 +37,8 @@ class VLM(nn.Module):
         self.projector = projector
         self.backbone = backbone
         self.tokenizer = tokenizer
+        self.tokenized: dict[str, tuple[list[int], list[int]]] = {}  # question -> prompt_ids(question)
+        self.tokenized_answers: dict[str, list[int]] = {}  # answer -> answer_ids(answer)
 
     # --- facts -------------------------------------------------------------------------------------------------
     @property
@@ -79,6 +86,11 @@ class VLM(nn.Module):
 
     def prompt_ids(self, question: str) -> tuple[list[int], list[int]]:
         """Token ids before and after the visual tokens, in the system's own template."""
+        if question not in self.tokenized:
+            self.tokenized[question] = self.tokenize_prompt(question)
+        return self.tokenized[question]
+
+    def tokenize_prompt(self, question: str) -> tuple[list[int], list[int]]:
         tokenizer = self.tokenizer
         image_id = tokenizer.convert_tokens_to_ids(IMAGE) if IMAGE in tokenizer.get_vocab() else None
         bos = [tokenizer.bos_token_id] if self.prompt.bos else []
@@ -98,23 +110,28 @@ class VLM(nn.Module):
             before, after = self.prompt_ids(question)
             answer = self.answer_ids(answers[index]) if answers is not None else []
             rows.append((before, after + answer, len(answer)))
-        length = max(len(b) + visual.shape[1] + len(a) for b, a, _ in rows)
-        embeds = self.backbone.embed(torch.full((len(rows), length), self.pad_id, device=self.device))
-        mask = torch.zeros(len(rows), length, dtype=torch.long, device=self.device)
-        labels = torch.full((len(rows), length), -100, dtype=torch.long, device=self.device)
+        count, length = visual.shape[1], max(len(b) + visual.shape[1] + len(a) for b, a, _ in rows)
+        ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
+        mask = torch.zeros(len(rows), length, dtype=torch.long)
+        labels = torch.full((len(rows), length), -100, dtype=torch.long)
+        is_visual = torch.zeros(len(rows), length, dtype=torch.bool)
         for index, (before, after, answer_length) in enumerate(rows):
-            ids = torch.tensor(before + after, dtype=torch.long, device=self.device)
-            text = self.backbone.embed(ids)
-            row = torch.cat([text[: len(before)], visual[index].to(text.dtype), text[len(before) :]])
-            embeds[index, length - len(row) :] = row
-            mask[index, length - len(row) :] = 1
+            start = length - len(before) - count - len(after)
+            ids[index, start:] = torch.tensor(before + [self.pad_id] * count + after)
+            mask[index, start:] = 1
+            is_visual[index, start + len(before) : start + len(before) + count] = True
             if answer_length:
-                labels[index, length - answer_length :] = ids[len(ids) - answer_length :]
+                labels[index, length - answer_length :] = torch.tensor(after[len(after) - answer_length :])
+        ids, mask, labels, is_visual = (t.to(self.device) for t in (ids, mask, labels, is_visual))
+        embeds = self.backbone.embed(ids)
+        embeds[is_visual] = visual.reshape(-1, visual.shape[-1]).to(embeds.dtype)  # row by row, in order
         return embeds, mask, labels
 
     def answer_ids(self, answer: str) -> list[int]:
         """An answer as training targets: its tokens, then the template's end of turn (EOS)."""
-        return self.tokenizer(answer, add_special_tokens=False).input_ids + [self.eos_id]
+        if answer not in self.tokenized_answers:
+            self.tokenized_answers[answer] = self.tokenizer(answer, add_special_tokens=False).input_ids + [self.eos_id]
+        return self.tokenized_answers[answer]
 
     def prefill(self, embeds: torch.Tensor, mask: torch.Tensor, max_new_tokens: int) -> tuple[torch.Tensor, DecodeState]:
         state = self.backbone.new_state(embeds.shape[0], embeds.shape[1] + max_new_tokens)
@@ -125,11 +142,12 @@ class VLM(nn.Module):
 
     # --- end to end --------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, images: Sequence[ImageLike], questions: Sequence[str], max_new_tokens: int = 16) -> list[str]:
-        """Greedy answers, one per (image, question), stopping at EOS."""
+    def generate(self, images: Sequence[ImageLike], questions: Sequence[str], max_new_tokens: int = 16,
+                 engine: str = "eager") -> list[str]:
+        """Greedy answers, one per (image, question), stopping at EOS, decoded by `engine` (eager or graph)."""
         visual = self.encode_images(self.preprocess(images))
         embeds, mask, _ = self.build_inputs(visual, questions)
-        tokens = greedy_decode(self.backbone, embeds, mask, max_new_tokens, eos_id=self.eos_id)
+        tokens = greedy_decode(self.backbone, embeds, mask, max_new_tokens, eos_id=self.eos_id, engine=engine)
         return [self.decode_answer(row) for row in tokens.tolist()]
 
     def decode_answer(self, ids: list[int]) -> str:

@@ -2,9 +2,10 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
-from qbench.ablate import combinations
+from qbench.ablate import answer_score, combinations
 from qbench.cli import app
 
 
@@ -30,6 +31,10 @@ def test_ablate_writes_a_table_per_task_with_chance_and_speed(tmp_path, monkeypa
     assert list(meta["combos"]) == ["tiny-mlp-llama"]
     assert {row["task"] for row in meta["rows"]} >= {"mini_vqav2", "mini_pope_adv"}
     assert all(0 <= row["value"] <= 1 and row["chance"] is not None for row in meta["rows"])
+    run = next((tmp_path / "data/ablation/t/tiny-mlp-llama/runs").glob("*/samples.jsonl"))
+    for sample in map(json.loads, run.read_text().splitlines()):  # chance levels score answers as lmms-eval does
+        if sample["answer"].isalnum():
+            assert answer_score(sample["answer"].lower(), sample["target"]) == pytest.approx(sample["score"])
 
 
 def test_unknown_names_fail_clearly():

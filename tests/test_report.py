@@ -66,7 +66,7 @@ def results(tmp_path: Path) -> Path:
     rows.append({**speed_row("llava-1.5-7b", "eager", 729, 64, 0.0, 0.0), "status": "oom",
                  "e2e_tokens_per_s": None, "peak_mem_gib": None, "error": "CUDA out of memory"})
     write_json(root / "speed" / "h100_2026-11-22" / "speed.json", {
-        "schema": "qbench.speed/1", "command": "qbench speed", "created": "2026-11-22T08:00:00",
+        "schema": "qbench.speed/1", "commands": ["qbench speed"], "created": "2026-11-22T08:00:00",
         "environment": {"gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11"}, "copy_bandwidth_gbs": 2938.0,
         "rows": rows})
     write_json(root / "ablation" / "lab" / "ablation.json", {

@@ -31,7 +31,7 @@ def test_one_row_per_point_in_the_schema(sweep):
     result, document, out = sweep
     assert result.exit_code == 0, result.output
     assert document["schema"] == SCHEMA
-    assert document["command"].startswith("qbench speed --model tiny-cobra")
+    assert document["commands"][0].startswith("qbench speed --model tiny-cobra")
     assert document["environment"]["torch"] and document["environment"]["device"] == "cpu"
     assert document["copy_bandwidth_gbs"] > 0
     rows = document["rows"]
@@ -66,6 +66,25 @@ def test_an_out_of_memory_point_is_a_row_and_the_sweep_goes_on(tmp_path):
     oom, ok = document["rows"]
     assert oom["status"] == "oom" and "memory" in oom["error"] and oom["decode_tokens_per_s"] is None
     assert ok["status"] == "ok" and ok["decode_tokens_per_s"] > 0
+
+
+def test_a_second_sweep_into_the_same_folder_keeps_what_was_measured(tmp_path):
+    _, first = speed(tmp_path, "--model", "tiny-cobra", "--tokens", "16")
+    result, second = speed(tmp_path, "--model", "tiny-cobra", "--tokens", "16", "--batch", "1,2")
+    assert result.exit_code == 0, result.output
+    assert second["rows"][0] == first["rows"][0]  # kept, not measured again
+    assert [row["batch"] for row in second["rows"]] == [1, 2]
+    assert len(second["commands"]) == 2 and "--batch 1,2" in second["commands"][1]
+
+
+def test_a_sweep_refuses_to_join_results_from_another_machine(tmp_path):
+    speed(tmp_path, "--model", "tiny-cobra", "--tokens", "16")
+    document = json.loads((tmp_path / "speed.json").read_text())
+    document["environment"]["torch"] = "1.0"
+    (tmp_path / "speed.json").write_text(json.dumps(document))
+    result, _ = speed(tmp_path, "--model", "tiny-cobra", "--tokens", "16", "--batch", "2")
+    assert result.exit_code == 2
+    assert "was measured with another torch" in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize("args, message", [

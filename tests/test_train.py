@@ -50,6 +50,22 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
+def test_a_step_whose_gradient_overflows_is_skipped_and_counted(tmp_path, monkeypatch):
+    from qbench.train import loop
+
+    plain, calls = loop.Objective.forward, []
+
+    def overflowing_once(self, *args):  # the second step's loss (and so its gradient) overflows
+        calls.append(1)
+        return plain(self, *args) * (float("inf") if len(calls) == 2 else 1.0)
+
+    monkeypatch.setattr(loop.Objective, "forward", overflowing_once)
+    out = train(tiny_combo("mlp", "llama"), colour_examples(), tmp_path, TrainConfig(steps=3, batch_size=4),
+                device="cpu", show_progress=False)
+    assert json.loads((out / "train.json").read_text())["skipped_steps"] == 1
+    assert all(tensor.isfinite().all() for tensor in load_file(out / "model.safetensors").values())
+
+
 def test_resume_refuses_other_settings(tmp_path):
     spec, examples = tiny_combo("mlp", "llama"), colour_examples()
     train(spec, examples, tmp_path, TrainConfig(steps=4, batch_size=4), device="cpu", stop_after=1, show_progress=False)

@@ -31,9 +31,11 @@ def track(config: SweepConfig, console: Console) -> Iterator[Callable[[dict], No
         task = progress.add_task("speed", total=config.points())
 
         def on_row(row: dict) -> None:
+            point = f"{row['model']} {row['visual_tokens']} tok b{row['batch']} {row['engine']}: {row['status']}"
             progress.advance(task)
-            progress.update(task, description=f"{row['model']} {row['visual_tokens']} tok b{row['batch']} "
-                                              f"{row['engine']}: {row['status']}")
+            progress.update(task, description=point)
+            rate = row.get("decode_tokens_per_s")
+            progress.console.log(point + (f", decode {rate:.1f} tok/s" if rate else ""), highlight=False)
 
         yield on_row
 

@@ -1,4 +1,8 @@
-"""speed.json and speed.csv: one row per (model, visual tokens, batch, engine), rewritten after every point."""
+"""speed.json and speed.csv: one row per (model, visual tokens, batch, engine), rewritten after every point.
+
+A sweep into a folder that already holds a speed.json from the same machine and library versions adds to it: points
+already measured are kept and skipped (an interrupted sweep resumes; a second sweep with other engines or repeats
+joins the first), and each command that wrote rows is listed."""
 
 from __future__ import annotations
 
@@ -13,12 +17,37 @@ ROW_FIELDS = ["model", "backbone", "projector", "visual_tokens", "batch", "engin
               "bytes_per_token", "roofline_tokens_per_s", "roofline_share", "repeats"]
 
 
+POINT_FIELDS = ["model", "visual_tokens", "batch", "engine", "new_tokens", "prompt_tokens", "dtype", "device"]
+# environment keys that must agree for two sweeps to share a folder
+SAME_MACHINE = ["device", "gpu", "driver", "torch", "transformers", "mamba_ssm", "causal_conv1d"]
+
+
 class SpeedResults:
     def __init__(self, out_dir: Path, command: str, environment: dict, copy_bandwidth_gbs: float | None):
         self.out_dir = out_dir
-        self.document = {"schema": SCHEMA, "command": command,
+        self.document = {"schema": SCHEMA, "commands": [command],
                          "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                          "environment": environment, "copy_bandwidth_gbs": copy_bandwidth_gbs, "rows": []}
+        earlier = out_dir / "speed.json"
+        if earlier.is_file():
+            self.continue_from(json.loads(earlier.read_text()), command)
+
+    def continue_from(self, earlier: dict, command: str) -> None:
+        """Keep an earlier sweep's rows and commands, if it ran on this machine with these library versions."""
+        where = self.out_dir / "speed.json"
+        if earlier.get("schema") != SCHEMA:
+            raise ValueError(f"{where} is not a {SCHEMA} document: choose another --output")
+        now = self.document["environment"]
+        differing = [key for key in SAME_MACHINE if earlier["environment"].get(key) != now.get(key)]
+        if differing:
+            raise ValueError(f"{where} was measured with another {', '.join(differing)}: choose another --output")
+        self.document |= {"commands": [*earlier["commands"], command], "created": earlier["created"],
+                          "rows": earlier["rows"]}
+
+    def has(self, point: dict) -> bool:
+        """Whether a row for this point (POINT_FIELDS) is already written."""
+        key = [point[field] for field in POINT_FIELDS]
+        return any([row[field] for field in POINT_FIELDS] == key for row in self.rows)
 
     @property
     def rows(self) -> list[dict]:

@@ -19,7 +19,7 @@ from qbench.speed.point import Point, measure_engine, measure_reference
 from qbench.speed.reference import REFERENCE_ENGINE
 from qbench.speed.results import SpeedResults
 from qbench.speed.roofline import copy_bandwidth_gbs, parameter_bytes, roofline
-from qbench.vlm import VLM
+from qbench.vlm import VLM, visual_tokens_of
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 SWEEP_ENGINES = [*ENGINES.names(), REFERENCE_ENGINE]
@@ -151,14 +151,19 @@ def run_sweep(config: SweepConfig, out_dir: Path | None, command: str,
     results = SpeedResults(out_dir, command, env, bandwidth)
     built: tuple[tuple[str, int | None], VLM | BaseException] | None = None
     for model, tokens, point in points_of(config):
+        spec = get_preset(model) if tokens is None else at_visual_tokens(get_preset(model), tokens)
+        row = {"model": get_preset(model).name, "backbone": spec.backbone.kind, "projector": spec.projector.kind,
+               "visual_tokens": tokens or visual_tokens_of(spec), "batch": point.batch, "engine": point.engine,
+               "new_tokens": point.new_tokens, "prompt_tokens": point.prompt_tokens, "dtype": config.dtype,
+               "device": config.device, "repeats": point.repeats}
+        if results.has(row):
+            on_row(row | {"status": "kept"})
+            continue
         if built is None or built[0] != (model, tokens):
-            built = None
+            vlm = built = None  # the last model's memory is freed before the next is built and measured
             free_memory()
             built = ((model, tokens), safely(functools.partial(build, config, model, tokens)))
         vlm = built[1]
-        row = {"model": get_preset(model).name, "batch": point.batch, "engine": point.engine,
-               "new_tokens": point.new_tokens, "prompt_tokens": point.prompt_tokens, "dtype": config.dtype,
-               "device": config.device, "repeats": point.repeats, **describe(config, model, tokens, vlm)}
         row |= failed(vlm) if isinstance(vlm, BaseException) else run_point(vlm, point, bandwidth)
         results.add(row)
         on_row(row)
@@ -178,12 +183,6 @@ def safely(work: Callable[[], object]) -> object:
     except (RuntimeError, ValueError, ImportError) as error:  # torch.OutOfMemoryError is a RuntimeError
         error.__traceback__ = None  # drop the frames that hold tensors
         return error
-
-
-def describe(config: SweepConfig, model: str, tokens: int | None, vlm: VLM | BaseException) -> dict:
-    spec = get_preset(model) if isinstance(vlm, BaseException) else vlm.spec
-    visual = tokens if isinstance(vlm, BaseException) else vlm.visual_tokens
-    return {"backbone": spec.backbone.kind, "projector": spec.projector.kind, "visual_tokens": visual}
 
 
 def default_out_dir(env: dict) -> Path:

@@ -86,7 +86,7 @@ class Trainer:
         self.show_progress = show_progress and self.accelerator.is_main_process
         self.identity = {"spec": spec.to_dict(), "config": config.to_dict(), "examples": len(self.examples)}
         self.log: list[list[float]] = []  # [global step, loss]
-        self.stage_index, self.step, self.seconds = 0, 0, 0.0
+        self.stage_index, self.step, self.seconds, self.skipped = 0, 0, 0.0, 0  # skipped: non-finite gradients
         self.vlm = self.restore() if (self.out / RESUME_DIR).is_dir() else self.fresh()
         self.features = FeatureCache(self.vlm, self.examples)
 
@@ -101,6 +101,7 @@ class Trainer:
         self.check_identity(self.trainer_state["identity"], str(directory))
         self.stage_index, self.step = self.trainer_state["stage"], self.trainer_state["step"]
         self.log, self.seconds = self.trainer_state["log"], self.trainer_state["seconds"]
+        self.skipped = self.trainer_state["skipped"]
         torch.set_rng_state(self.trainer_state["rng"])
         return load_native(None, str(directory), self.accelerator.device)
 
@@ -125,8 +126,8 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
             save_native(self.vlm, tmp)
             torch.save({"identity": self.identity, "stage": self.stage_index, "step": self.step, "log": self.log,
-                        "seconds": self.seconds, "rng": torch.get_rng_state(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict()}, tmp / TRAINER_FILE)
+                        "seconds": self.seconds, "skipped": self.skipped, "rng": torch.get_rng_state(),
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / TRAINER_FILE)
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)  # a crash leaves either the old checkpoint or the new one, never half of one
             self.write_log(finished=False)
@@ -135,7 +136,8 @@ class Trainer:
     def write_log(self, finished: bool) -> None:
         summary = {"identity": self.identity, "finished": finished, "steps_done": self.global_step,
                    "seconds": round(self.seconds, 2), "answer_tokens": self.answer_tokens_seen(),
-                   "final_loss": self.log[-1][1] if self.log else None, "log": self.log}
+                   "final_loss": self.log[-1][1] if self.log else None,
+                   "skipped_steps": self.skipped, "log": self.log}
         (self.out / LOG_FILE).write_text(json.dumps(summary, indent=1))
 
     @property
@@ -200,8 +202,11 @@ class Trainer:
         features = self.features(shard(indices, accelerator.process_index, accelerator.num_processes))
         loss_sum = model(features, [e.question for e in mine], [e.answer for e in mine])
         accelerator.backward(loss_sum * (accelerator.num_processes / tokens))
-        accelerator.clip_grad_norm_(params, self.config.clip)
-        optimizer.step()
+        norm = accelerator.clip_grad_norm_(params, self.config.clip)
+        if torch.isfinite(norm):
+            optimizer.step()
+        else:  # one overflowing step must not poison the weights: skip it, as AMP's gradient scaler does
+            self.skipped += 1
         optimizer.zero_grad(set_to_none=True)
         return accelerator.reduce(loss_sum.detach(), reduction="sum").item() / tokens
 

@@ -1,0 +1,87 @@
+"""Do qbench's two engines decode the same greedy tokens? On the GPU machine, after .gpu/install.sh:
+
+    python3 bench/same_tokens.py llava fp32,bf16 weights/tiny/tiny-llava
+
+1. Each full-size LLM on random weights in each dtype, LLM only (a 729-token random prompt): eager and graph
+   decode side by side, the graph fed eager's tokens, for 64 steps. Prints the steps whose argmax agree, the first
+   step that differs with eager's margin between its two best logits there, and the largest logit difference.
+2. Each trained checkpoint answering 64 mini-suite evaluation questions in bf16 under both engines: the answers
+   that agree, and each engine's exact-match accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+
+from qbench.backbones import Backbone, build_backbone
+from qbench.checkpoints import load_vlm
+from qbench.engine import make_decoder
+from qbench.presets import get_preset
+from qbench.speed.sweep import DTYPES
+from qbench.vlm import default_dtype
+
+PROMPT, STEPS, QUESTIONS, BATCH = 729, 64, 64, 8
+
+
+@torch.inference_mode()
+def side_by_side(backbone: Backbone, embeds: torch.Tensor, mask: torch.Tensor) -> dict:
+    eager = make_decoder("eager", backbone, 1, PROMPT + STEPS)
+    graph = make_decoder("graph", backbone, 1, PROMPT + STEPS)
+    ours, theirs = eager.prefill(embeds, mask).float(), graph.prefill(embeds, mask).float()
+    agree, first, margin, largest = 0, None, None, 0.0
+    for step in range(STEPS):
+        token = ours.argmax(-1)
+        largest = max(largest, float((ours - theirs).abs().max()))
+        if bool((theirs.argmax(-1) == token).all()):
+            agree += 1
+        elif first is None:
+            top = ours.topk(2, dim=-1).values[0]
+            first, margin = step, float(top[0] - top[1])
+        ours, theirs = eager.step(token).float(), graph.step(token).float()
+    return {"steps": STEPS, "argmax_agree": agree, "first_difference": first, "eager_margin_there": margin,
+            "largest_logit_difference": largest, "logit_scale": float(ours.abs().max())}
+
+
+def random_llm(name: str, dtype: str) -> dict:
+    spec = get_preset(name).backbone
+    torch.manual_seed(0)
+    with torch.device("cuda"), default_dtype(DTYPES[dtype]):
+        backbone = build_backbone(spec).eval()
+    backbone.model.tie_weights()
+    ids = torch.randint(3, spec.vocab, (1, PROMPT), device="cuda")
+    with torch.inference_mode():
+        embeds = backbone.embed(ids)
+    row = {"model": name, "dtype": dtype} | side_by_side(backbone, embeds, torch.ones_like(ids))
+    del backbone
+    torch.cuda.empty_cache()
+    return row
+
+
+def trained(path: str) -> dict:
+    from qbench.suites.mini import PROMPT_SUFFIX, SPLITS, dataset_examples
+
+    vlm = load_vlm(path, device="cuda", dtype="bf16")
+    examples = [(e.image, e.qa.question + PROMPT_SUFFIX[name], e.qa.answer)
+                for name in SPLITS for e in dataset_examples(name, 0, "eval", QUESTIONS // len(SPLITS))]
+    answers = {}
+    for engine in ("eager", "graph"):
+        batches = [examples[start:start + BATCH] for start in range(0, len(examples), BATCH)]
+        answers[engine] = [answer for batch in batches for answer in
+                           vlm.generate([image for image, _, _ in batch], [q for _, q, _ in batch], engine=engine)]
+    truth = [answer.strip().lower() for _, _, answer in examples]
+    return {"checkpoint": path, "questions": len(examples),
+            "answers_agree": sum(a == b for a, b in zip(answers["eager"], answers["graph"])),
+            **{f"{engine}_exact_match": sum(a.lower() == t for a, t in zip(answers[engine], truth)) / len(truth)
+               for engine in answers}}
+
+
+if __name__ == "__main__":
+    models, dtypes = sys.argv[1].split(","), sys.argv[2].split(",")
+    for model in models:
+        for dtype in dtypes:
+            print(json.dumps(random_llm(model, dtype)), flush=True)
+    for path in sys.argv[3:]:
+        print(json.dumps(trained(path)), flush=True)
