@@ -15,7 +15,7 @@ test:  ## run the test suite (CPU, offline)
 report:  ## tables, figures and results/report/README.md from every result under results/
 	$(PYTHON) -m qbench.cli report --results results --out results/report
 
-# The speed sweep of the five full presets on random weights, sized for one device call (about 8 minutes on an
+# The speed sweep of the five full presets on random weights, sized for one device call (424 s on an
 # H100): each at 256, 576 and 729 visual tokens under the CUDA-graph engine and, for the Mamba LLMs, mamba_ssm's own
 # generate(cg=True), 3 repeats; then the eager engine (a launch per op, about 10 s per pass) once at 576 tokens, into
 # the same folder (a sweep adds to the speed.json it finds there). Torch.compile takes about 45 s per Llama shape,

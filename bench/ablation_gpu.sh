@@ -7,7 +7,7 @@ set -u
 OUT=${OUT:?set OUT to the folder that receives the checkpoints and logs}
 NAME=${NAME:-tiny}
 TRAIN=${TRAIN:?set TRAIN to the training budget, as the Makefile does}
-TRAIN_LIMIT=${TRAIN_LIMIT:-400}  # seconds for all trainings; an unfinished one resumes in a later call
+TRAIN_LIMIT=${TRAIN_LIMIT:-400}  # seconds for all trainings; an unfinished one is not packed: retrain it with SHARDS
 ABLATE="python3 -m qbench.cli ablate --name $NAME $TRAIN --device cuda"
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TRANSFORMERS_VERBOSITY=error
 LOGS=/tmp/ablation-logs && mkdir -p "$LOGS"
