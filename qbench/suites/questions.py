@@ -99,21 +99,26 @@ def uniquely_named(scene: Scene) -> list[Shape]:
     return [s for s in scene.shapes if len(scene.named(s.colour, s.shape)) == 1]
 
 
+def pair_apart(rng: random.Random, scene: Scene, axis: str) -> tuple[Shape, Shape] | None:
+    """Two uniquely named shapes in different columns or rows (`axis`), chosen at random; None if there are none."""
+    named = uniquely_named(scene)
+    pairs = [(a, b) for a in named for b in named if getattr(a, axis) != getattr(b, axis)]
+    return rng.choice(pairs) if pairs else None
+
+
 def gqa_choose_side(rng: random.Random, scene: Scene) -> QA | None:
-    pairs = [(a, b) for a in uniquely_named(scene) for b in uniquely_named(scene) if a.column != b.column]
-    if not pairs:
+    if (pair := pair_apart(rng, scene, "column")) is None:
         return None
-    a, b = rng.choice(pairs)
+    a, b = pair
     side = "left" if a.column < b.column else "right"
     return QA(f"Is the {a.name} to the left or to the right of the {b.name}?", side, "relChooseSide", "other",
               others(("left", "right"), side), f"The {a.name} is to the {side} of the {b.name}.")
 
 
 def gqa_choose_height(rng: random.Random, scene: Scene) -> QA | None:
-    pairs = [(a, b) for a in uniquely_named(scene) for b in uniquely_named(scene) if a.row != b.row]
-    if not pairs:
+    if (pair := pair_apart(rng, scene, "row")) is None:
         return None
-    a, b = rng.choice(pairs)
+    a, b = pair
     where = "above" if a.row < b.row else "below"
     return QA(f"Is the {a.name} above or below the {b.name}?", where, "relChooseHeight", "other",
               others(("above", "below"), where), f"The {a.name} is {where} the {b.name}.")
