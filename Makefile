@@ -60,3 +60,10 @@ ablation-tiny:  ## the tiny ablation: train + time (GPU if there is one), evalua
 # (data/ablation/tiny/<combination>/ in four archives), which `make ablation-tiny` then evaluates on the CPU.
 ablation-gpu:  ## train + time the tiny ablation on the GPU machine (bench/ablation_gpu.sh); OUT=dir for its files
 	OUT=$(OUT) TRAIN="$(TINY_TRAIN)" bash bench/ablation_gpu.sh
+
+# Training the full presets over the GPUs of one machine (bench/fsdp_gpu.sh): 10 steps each of LLaVA-1.5 (Llama 7B),
+# Cobra (Mamba 2.8B) and ML-Mamba (Mamba-2 2.7B), sharded (fsdp) and replicated (ddp); peak memory and seconds per
+# step in each train.json. About 8 minutes on two H200s (results/train/).
+.PHONY: fsdp-gpu
+fsdp-gpu:  ## on a machine with several GPUs: FSDP vs DDP training of the full presets; OUT=dir for its logs
+	OUT=$(OUT) bash bench/fsdp_gpu.sh

@@ -132,7 +132,8 @@ def train_options(steps: int, batch_size: int, lr: float, recipe: str, seed: int
 
 @app.command()
 def train(
-    model: str = typer.Option(..., help="Preset to train from scratch, or a qbench checkpoint folder to continue."),
+    model: str = typer.Option(..., help="Preset to train from random weights, or a qbench checkpoint folder to "
+                                           "train further from its weights."),
     out: str = typer.Option(..., help="Output folder: the trained checkpoint, train.json, and resume/ while running."),
     data: str = typer.Option("mini", help="'mini' (the mini-suites' train split) or a LLaVA conversation JSON."),
     image_dir: str = typer.Option(None, help="Image folder of a LLaVA conversation JSON."),
@@ -145,22 +146,29 @@ def train(
     save_every: int = typer.Option(200, help="Steps between resumable checkpoints."),
     stop_after: int = typer.Option(None, help="Stop after this many steps (checkpointed); run again to resume."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when there is one)."),
-    save_dtype: str = typer.Option(None, help="Also store the result in this dtype (e.g. fp16, for shipping)."),
+    save_dtype: str = typer.Option(None, help="Store the result in this dtype (e.g. fp16, for shipping)."),
+    sharding: str = typer.Option("ddp", help="Several processes: ddp (a replica each) or fsdp (weights, gradients "
+                                             "and optimizer state sharded: the 3B/7B presets)."),
 ) -> None:
     """Train a VLM (vision tower frozen) on answer tokens in its own template; resumes an interrupted run.
-    Several processes: `accelerate launch --num_processes N -m qbench.cli train ...`."""
+    Several processes: `accelerate launch --num_processes N -m qbench.cli train ... [--sharding fsdp]`."""
     from pathlib import Path
 
-    from qbench.checkpoints import read_spec
+    from accelerate import PartialState
+
+    from qbench.checkpoints import DTYPES, read_spec
     from qbench.checkpoints.native import is_native
     from qbench.presets import get_preset
     from qbench.registry import UnknownName
-    from qbench.train import DataError, export, llava_examples
+    from qbench.train import DataError, OutOfMemory, llava_examples
     from qbench.train import train as run_training
 
     config = train_options(steps, batch_size, lr, recipe, seed, save_every)
+    if save_dtype is not None and save_dtype not in DTYPES:
+        fail(f"unknown --save-dtype {save_dtype!r}; choose from: {', '.join(DTYPES)}")
     try:
-        spec = read_spec(model) if Path(model).is_dir() and is_native(Path(model)) else get_preset(model)
+        start = model if Path(model).is_dir() and is_native(Path(model)) else None
+        spec = read_spec(model) if start else get_preset(model)
         if data == "mini":
             from qbench.ablate import mini_examples
 
@@ -169,12 +177,12 @@ def train(
             if not image_dir:
                 fail("a LLaVA conversation JSON needs --image-dir")
             examples = llava_examples(data, image_dir)
-        result = run_training(spec, examples, out, config, device=device, stop_after=stop_after)
-        if save_dtype and (result / "train.json").is_file():
-            export(result, result, save_dtype)
-    except (UnknownName, DataError, ValueError) as error:
+        result = run_training(spec, examples, out, config, device=device, stop_after=stop_after, start=start,
+                              sharding=sharding, save_dtype=DTYPES[save_dtype] if save_dtype else None)
+    except (UnknownName, DataError, ValueError, OutOfMemory) as error:
         fail(str(error))
-    console.print(f"[green]wrote[/green] {result}", highlight=False)
+    if PartialState().is_main_process:
+        console.print(f"[green]wrote[/green] {result}", highlight=False)
 
 
 @app.command()

@@ -205,3 +205,22 @@ def test_report_from_an_empty_results_folder_shows_the_papers_numbers_and_what_i
     readme = (tmp_path / "r" / "README.md").read_text()
     assert "no speed sweep with successful rows" in readme and "](figures/accuracy.png)" in readme
 
+
+
+def test_training_table_reads_what_qbench_train_writes(tmp_path: Path) -> None:
+    from qbench.ablate import tiny_combo
+    from qbench.train import Example, TrainConfig, train
+
+    examples = [Example(Image.new("RGB", (112, 112), c), "What color is the image?", c) for c in ("red", "blue")]
+    run = train(tiny_combo("mlp", "llama"), examples, tmp_path / "run", TrainConfig(steps=2, batch_size=2),
+                device="cpu", show_progress=False)
+    record = json.loads((run / "train.json").read_text())
+    write_json(tmp_path / "results" / "train" / "cpu" / "mlp-llama.json", record)
+    write_json(tmp_path / "results" / "train" / "cpu" / "mlp-llama-oom.json",
+               {**record, "finished": False, "error": "CUDA out of memory at step 1"})
+    build(tmp_path / "results", tmp_path / "report")
+    rows = table(tmp_path / "report", "training").set_index("status")
+    assert set(rows.index) == {"finished", "CUDA out of memory at step 1"}
+    assert rows.loc["finished", "gpu"] == "cpu" and rows.loc["finished", "sharding"] == "ddp"
+    assert rows.loc["finished", "processes"] == 1 and rows.loc["finished", "batch"] == 2
+    assert rows.loc["finished", "s/step"] == pytest.approx(record["median_step_seconds"])

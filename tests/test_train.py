@@ -1,5 +1,6 @@
 """`qbench train`: a few steps lower the loss for each projector and backbone; an interrupted run resumes to the
-same weights; two processes (gloo) match one; LLaVA-format data is read and bad data is refused clearly."""
+same weights; two processes (gloo), replicated or sharded, interrupted or not, match one; a checkpoint folder trains
+on from its weights; LLaVA-format data is read and bad data is refused clearly."""
 
 import json
 import os
@@ -66,6 +67,20 @@ def test_a_step_whose_gradient_overflows_is_skipped_and_counted(tmp_path, monkey
     assert all(tensor.isfinite().all() for tensor in load_file(out / "model.safetensors").values())
 
 
+def test_out_of_memory_is_recorded_with_what_would_fit(tmp_path, monkeypatch):
+    from qbench.train import OutOfMemory, loop
+
+    def too_big(self, *args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 172.00 MiB.")
+
+    monkeypatch.setattr(loop.Objective, "forward", too_big)
+    with pytest.raises(OutOfMemory, match="out of memory at step 1 .*--sharding fsdp"):
+        train(tiny_combo("mlp", "llama"), colour_examples(), tmp_path, TrainConfig(steps=3, batch_size=4),
+              device="cpu", show_progress=False)
+    record = json.loads((tmp_path / "train.json").read_text())
+    assert not record["finished"] and "out of memory at step 1 (4 examples per process" in record["error"]
+
+
 def test_resume_refuses_other_settings(tmp_path):
     spec, examples = tiny_combo("mlp", "llama"), colour_examples()
     train(spec, examples, tmp_path, TrainConfig(steps=4, batch_size=4), device="cpu", stop_after=1, show_progress=False)
@@ -101,14 +116,37 @@ def run_cli(args: list[str], launcher: list[str]) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
 
 
-def test_two_processes_match_one(tmp_path):
+LAUNCH_TWO = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533"]
+
+
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_two_processes_interrupted_and_resumed_match_one(tmp_path, sharding):
     root = llava_folder(tmp_path / "data")
     args = ["--model", "tiny-llava", "--data", str(root / "llava.json"), "--image-dir", str(root / "images"),
-            "--steps", "3", "--batch-size", "4", "--recipe", "cobra", "--device", "cpu"]
+            "--steps", "4", "--batch-size", "4", "--recipe", "llava", "--device", "cpu"]  # align 1 step, fine-tune 3
     run_cli([*args, "--out", str(tmp_path / "one")], [sys.executable])
-    run_cli([*args, "--out", str(tmp_path / "two")],
-            [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533"])
+    two = [*args, "--out", str(tmp_path / "two"), "--sharding", sharding]
+    run_cli([*two, "--stop-after", "2"], LAUNCH_TWO)  # stops inside the fine-tuning stage
+    assert (tmp_path / "two" / "resume" / "trainer.pt").is_file()
+    run_cli(two, LAUNCH_TWO)
     one, two = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
-    assert all(torch.allclose(one[key], two[key], atol=1e-5) for key in one)
+    assert one.keys() == two.keys() and all(torch.allclose(one[key], two[key], atol=1e-5) for key in one)
     assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "two"), abs=1e-4)
+
+
+def test_fsdp_needs_several_processes(tmp_path):
+    with pytest.raises(ValueError, match="accelerate launch --num_processes"):
+        train(tiny_combo("mlp", "llama"), colour_examples(), tmp_path, TrainConfig(steps=2, batch_size=4),
+              device="cpu", show_progress=False, sharding="fsdp")
+
+
+def test_training_a_checkpoint_folder_starts_from_its_weights(tmp_path):
+    root = llava_folder(tmp_path / "data")
+    args = ["--data", str(root / "llava.json"), "--image-dir", str(root / "images"), "--batch-size", "4",
+            "--recipe", "cobra", "--lr", "3e-3", "--device", "cpu"]
+    run_cli(["--model", "tiny-llava", "--out", str(tmp_path / "first"), "--steps", "8", *args], [sys.executable])
+    run_cli(["--model", str(tmp_path / "first"), "--out", str(tmp_path / "more"), "--steps", "2", *args],
+            [sys.executable])
+    first, more = losses(tmp_path / "first"), losses(tmp_path / "more")
+    assert first[0] - first[-1] > 1 and more[0] == pytest.approx(first[-1], abs=0.25)  # random weights: first[0]

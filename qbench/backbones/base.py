@@ -48,6 +48,10 @@ class Backbone(nn.Module, ABC):
     def kernel_path(self) -> str:
         return kernel_path(self.family, self.model.device)
 
+    def blocks(self) -> nn.ModuleList:
+        """The LLM's repeated layers (FSDP makes each its own unit)."""
+        return self.model.base_model.layers
+
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.get_input_embeddings()(ids)
 

@@ -21,11 +21,13 @@ def is_native(path: Path) -> bool:
     return (path / SPEC_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
 
 
-def save_native(vlm: VLM, directory: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write spec.json and model.safetensors (tied LM head stored once)."""
+def save_native(vlm: VLM, directory: str | Path, metadata: dict[str, str] | None = None,
+                state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write spec.json and model.safetensors (tied LM head stored once). `state`: the weights to write when
+    `vlm` does not hold them whole (a sharded training run gathers them first); `vlm.state_dict()` otherwise."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = vlm.state_dict()
+    state = vlm.state_dict() if state is None else state
     if vlm.spec.backbone.tie_embeddings:
         state = {k: v for k, v in state.items() if not k.endswith("lm_head.weight")}
     tmp = directory / (WEIGHTS_FILE + ".tmp")

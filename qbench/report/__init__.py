@@ -11,7 +11,8 @@ from qbench.report.tables import TABLES
 
 __all__ = ["Artefact", "Results", "SkippedResult", "build_report", "collect"]
 
-TABLE_NEEDS = {"accuracy": "runs", "speed": "speed", "speed_ratio": "speed", "ablation": "ablation"}
+TABLE_NEEDS = {"accuracy": "runs", "speed": "speed", "speed_ratio": "speed", "ablation": "ablation",
+               "training": "training"}
 TABLE_EXTENSIONS, FIGURE_EXTENSIONS = ("md", "tex", "csv"), ("png", "pdf")
 
 

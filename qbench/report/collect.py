@@ -1,4 +1,5 @@
-"""Read every result file under results/ (run summaries, speed sweeps, ablation tables) into data frames.
+"""Read every result file under results/ (run summaries, speed sweeps, ablation tables, training runs) into data
+frames.
 
 A file that cannot be read, carries another schema version or lacks a field is skipped with a
 `SkippedResult` warning naming it; the rest of the report is still built.
@@ -57,6 +58,10 @@ class Results:
     @property
     def ablation(self) -> pd.DataFrame:
         return self.frames["ablation"]
+
+    @property
+    def training(self) -> pd.DataFrame:
+        return self.frames["training"]
 
 
 def canonical_model(name: str) -> str:
@@ -166,6 +171,26 @@ def ablation_rows(doc: dict[str, Any], source: str) -> list[Row]:
     return rows
 
 
+TRAINING_COLUMNS = ("model", "projector", "backbone", "gpu", "processes", "sharding", "batch", "steps_done", "steps",
+                    "status", "peak_gpu_memory_gib", "median_step_seconds", "source")
+
+
+def training_rows(doc: dict[str, Any], source: str) -> list[Row]:
+    """One row per `qbench train` run (its train.json): how it was spread, what it held, how fast it stepped."""
+    spec, config = doc["identity"]["spec"], doc["identity"]["config"]
+    environment = doc.get("environment") or {}
+    status = "finished" if doc["finished"] else doc.get("error") or "stopped (resumable)"
+    return [{
+        "model": text(spec["name"], "identity.spec.name"), "projector": spec["projector"]["kind"],
+        "backbone": spec["backbone"]["kind"], "gpu": str(environment.get("gpu") or "cpu"),
+        "processes": number(doc.get("processes", 1), "processes"), "sharding": str(doc.get("sharding") or "ddp"),
+        "batch": number(config["batch_size"], "identity.config.batch_size"),
+        "steps_done": number(doc["steps_done"], "steps_done"), "steps": number(config["steps"], "config.steps"),
+        "status": status, "peak_gpu_memory_gib": number(doc.get("peak_gpu_memory_gib"), "peak_gpu_memory_gib"),
+        "median_step_seconds": number(doc.get("median_step_seconds"), "median_step_seconds"), "source": source,
+    }]
+
+
 KINDS: dict[str, ResultKind] = {kind.name: kind for kind in (
     ResultKind("runs", "runs/*/summary.json", "qbench.run/1", ("model", "suite", "spec", "metrics"),
                ("model", "suite", "task", "metric", "value", "n_samples", "projector", "backbone", "limit",
@@ -176,6 +201,8 @@ KINDS: dict[str, ResultKind] = {kind.name: kind for kind in (
     ResultKind("ablation", "ablation/*/ablation.json", "qbench.ablation/1", ("name", "rows"),
                ("name", "projector", "backbone", "queries", "visual_tokens", "task", "metric", "value", "chance",
                 "decode_tokens_per_s", "source"), ablation_rows),
+    ResultKind("training", "train/*/*.json", "qbench.train/1", ("identity", "finished", "steps_done"),
+               TRAINING_COLUMNS, training_rows),
 )}
 
 

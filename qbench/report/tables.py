@@ -1,4 +1,4 @@
-"""The report's tables: accuracy, speed, speed ratio and ablation, from the collected results.
+"""The report's tables: accuracy, speed, speed ratio, ablation and training, from the collected results.
 
 Each table is a pandas frame written three ways: Markdown, LaTeX (booktabs) and CSV (full precision).
 """
@@ -251,9 +251,25 @@ def ablation_table(results: Results) -> Table:
                  {"chance": ".3f", **{b: ".3f" for b in backbones}})
 
 
+# ---- training ---------------------------------------------------------------------------------------------------
+
+def training_table(results: Results) -> Table:
+    runs = results.training
+    frame = runs[["model", "gpu", "processes", "sharding", "batch", "peak_gpu_memory_gib", "median_step_seconds",
+                  "status"]].rename(columns={"peak_gpu_memory_gib": "peak GiB per process",
+                                             "median_step_seconds": "s/step"})
+    frame = frame.astype({"processes": int, "batch": int}) if len(frame) else frame
+    return Table("training", "Training over several processes",
+                 "Each `qbench train` run under results/train/: how the model was spread over the processes (ddp: a "
+                 "replica each; fsdp: sharded), the global batch, the GPU memory one process held at most, and "
+                 "the median seconds per optimizer step.", frame, sources_of(runs),
+                 {"peak GiB per process": ".1f", "s/step": ".2f"})
+
+
 TABLES: dict[str, Callable[[Results], Table]] = {
     "accuracy": accuracy_table,
     "speed": speed_table,
     "speed_ratio": speed_ratio_table,
     "ablation": ablation_table,
+    "training": training_table,
 }

@@ -1,4 +1,4 @@
-"""What a speed result was measured on: the device, its driver, and the library versions."""
+"""What a speed or training result was measured on: the device, its driver, and the library versions."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from importlib import metadata
 
 import torch
 
-PACKAGES = ("torch", "transformers", "mamba_ssm", "causal_conv1d", "triton")
+PACKAGES = ("torch", "transformers", "accelerate", "mamba_ssm", "causal_conv1d", "triton")
 DISTRIBUTIONS = {"mamba_ssm": "mamba-ssm", "causal_conv1d": "causal-conv1d"}
 
 

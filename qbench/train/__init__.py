@@ -1,7 +1,7 @@
 """The ablation lab's trainer: `train(spec, examples, out, config)`, data readers and recipes."""
 
 from qbench.train.data import DataError, Example, as_examples, llava_examples
-from qbench.train.loop import export, train
+from qbench.train.loop import OutOfMemory, train
 from qbench.train.recipes import RECIPES, TrainConfig
 
-__all__ = ["RECIPES", "DataError", "Example", "TrainConfig", "as_examples", "export", "llava_examples", "train"]
+__all__ = ["RECIPES", "DataError", "Example", "TrainConfig", "as_examples", "OutOfMemory", "llava_examples", "train"]

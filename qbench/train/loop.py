@@ -1,10 +1,11 @@
 """The training loop: answer-token loss in each system's template, stages of a recipe, resumable checkpoints,
-one process or several through accelerate (DDP)."""
+one process or several through accelerate, replicated (DDP) or sharded (FSDP): see sharding.py."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,29 +22,47 @@ from rich.progress import (
 )
 from torch import nn
 
-from qbench.checkpoints import DTYPES, read_spec, save_native
+from qbench.checkpoints import save_native
 from qbench.checkpoints.native import is_native, load_native
 from qbench.spec import VLMSpec
+from qbench.speed.environment import environment
 from qbench.train.data import Example, batch_indices, shard
 from qbench.train.recipes import Stage, TrainConfig, lr_factor
+from qbench.train.sharding import (
+    SHARDINGS,
+    full_model_state,
+    full_optimizer_state,
+    load_optimizer_state,
+    local,
+)
 from qbench.vlm import VLM, build_vlm
 
 RESUME_DIR = "resume"
 TRAINER_FILE = "trainer.pt"
 LOG_FILE = "train.json"
+SCHEMA = "qbench.train/1"
+
+
+class OutOfMemory(RuntimeError):
+    """A training step did not fit the GPU; the message says what to change."""
 
 
 class Objective(nn.Module):
-    """Summed cross-entropy over answer tokens (and their EOS) for visual features + questions + answers."""
+    """Summed cross-entropy over answer tokens (and their EOS) for visual features + questions + answers.
+
+    Its modules are the parts that can train (projector, LLM); the frozen vision tower stays outside, so that
+    wrapping (DDP, FSDP) never touches it and its features can be cached.
+    """
 
     def __init__(self, vlm: VLM):
         super().__init__()
-        self.vlm = vlm
+        self.projector, self.backbone = vlm.projector, vlm.backbone
+        self.build_inputs = vlm.build_inputs
 
     def forward(self, features: torch.Tensor, questions: Sequence[str], answers: Sequence[str]) -> torch.Tensor:
-        visual = self.vlm.projector(features.to(self.vlm.dtype))
-        embeds, mask, labels = self.vlm.build_inputs(visual, questions, answers)
-        logits = self.vlm.backbone.logits(embeds, mask)
+        visual = self.projector(features)
+        embeds, mask, labels = self.build_inputs(visual, questions, answers)
+        logits = self.backbone.logits(embeds, mask)
         return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100,
                                reduction="sum")
 
@@ -66,41 +85,53 @@ class FeatureCache:
         return torch.stack([self.features[i] for i in indices])
 
 
-def freeze_for(vlm: VLM, stage: Stage) -> list[nn.Parameter]:
-    """Make only the stage's submodules trainable (the vision tower never is); their parameters."""
+def freeze_for(vlm: VLM, stage: Stage) -> None:
+    """Make only the stage's submodules trainable (the vision tower never is)."""
     vlm.requires_grad_(False)
     vlm.vision.eval()
     for name in stage.trains:
         getattr(vlm, name).requires_grad_(True)
-    return [p for p in vlm.parameters() if p.requires_grad]
 
 
 class Trainer:
-    """One run: a spec trained on examples under a config, writing to `out` (resumable)."""
+    """One run: a spec trained on examples under a config, writing to `out` (resumable).
+
+    `start`: a qbench checkpoint folder whose weights the run begins from (random weights without one).
+    `sharding`: how several processes hold the model (SHARDINGS). `save_dtype`: the dtype of the final checkpoint.
+    """
 
     def __init__(self, spec: VLMSpec, examples: Sequence[Example], out: str | Path, config: TrainConfig,
-                 device: str | None = None, show_progress: bool = True):
+                 device: str | None = None, show_progress: bool = True, start: str | Path | None = None,
+                 sharding: str = "ddp", save_dtype: torch.dtype | None = None):
+        self.sharding, self.wrap = sharding, SHARDINGS[sharding]
         cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
         self.accelerator = Accelerator(cpu=cpu, mixed_precision="no" if cpu else "bf16")
         self.spec, self.examples, self.out, self.config = spec, list(examples), Path(out), config
+        self.start, self.save_dtype = start, save_dtype
         self.show_progress = show_progress and self.accelerator.is_main_process
         self.identity = {"spec": spec.to_dict(), "config": config.to_dict(), "examples": len(self.examples)}
+        if start is not None:
+            self.identity["start"] = str(start)
         self.log: list[list[float]] = []  # [global step, loss]
-        self.stage_index, self.step, self.seconds, self.skipped = 0, 0, 0.0, 0  # skipped: non-finite gradients
+        self.stage_index, self.step, self.skipped = 0, 0, 0  # skipped: steps with a non-finite gradient
+        self.step_seconds: list[float] = []  # wall time of each optimizer step, checkpoints excluded
         self.vlm = self.restore() if (self.out / RESUME_DIR).is_dir() else self.fresh()
+        self.objective = Objective(self.vlm)
         self.features = FeatureCache(self.vlm, self.examples)
 
     # --- state ---------------------------------------------------------------------------------------------------
     def fresh(self) -> VLM:
         torch.manual_seed(self.config.seed)
+        if self.start is not None:
+            return load_native(self.spec, str(self.start), self.accelerator.device)
         return build_vlm(self.spec, device=self.accelerator.device)
 
     def restore(self) -> VLM:
         directory = self.out / RESUME_DIR
-        self.trainer_state = torch.load(directory / TRAINER_FILE, map_location="cpu", weights_only=False)
+        self.trainer_state = torch.load(directory / TRAINER_FILE, map_location="cpu", weights_only=False, mmap=True)
         self.check_identity(self.trainer_state["identity"], str(directory))
         self.stage_index, self.step = self.trainer_state["stage"], self.trainer_state["step"]
-        self.log, self.seconds = self.trainer_state["log"], self.trainer_state["seconds"]
+        self.log, self.step_seconds = self.trainer_state["log"], self.trainer_state["step_seconds"]
         self.skipped = self.trainer_state["skipped"]
         torch.set_rng_state(self.trainer_state["rng"])
         return load_native(None, str(directory), self.accelerator.device)
@@ -119,26 +150,41 @@ class Trainer:
         self.check_identity(summary["identity"], str(self.out))
         return summary["finished"]
 
-    def save_resume(self, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+    def save_resume(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
         self.accelerator.wait_for_everyone()
+        weights, optimizer_state = full_model_state(self.vlm), full_optimizer_state(model, optimizer)
         if self.accelerator.is_main_process:
             tmp, final = self.out / (RESUME_DIR + ".tmp"), self.out / RESUME_DIR
             shutil.rmtree(tmp, ignore_errors=True)
-            save_native(self.vlm, tmp)
+            save_native(self.vlm, tmp, state=weights)
             torch.save({"identity": self.identity, "stage": self.stage_index, "step": self.step, "log": self.log,
-                        "seconds": self.seconds, "skipped": self.skipped, "rng": torch.get_rng_state(),
-                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / TRAINER_FILE)
+                        "step_seconds": self.step_seconds, "skipped": self.skipped, "rng": torch.get_rng_state(),
+                        "optimizer": optimizer_state, "scheduler": scheduler.state_dict()}, tmp / TRAINER_FILE)
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)  # a crash leaves either the old checkpoint or the new one, never half of one
             self.write_log(finished=False)
         self.accelerator.wait_for_everyone()
 
-    def write_log(self, finished: bool) -> None:
-        summary = {"identity": self.identity, "finished": finished, "steps_done": self.global_step,
-                   "seconds": round(self.seconds, 2), "answer_tokens": self.answer_tokens_seen(),
+    def write_log(self, finished: bool, error: str | None = None) -> None:
+        summary = {"schema": SCHEMA, "identity": self.identity, "finished": finished, "error": error,
+                   "steps_done": self.global_step,
+                   "seconds": round(sum(self.step_seconds), 2), "median_step_seconds": self.median_step_seconds(),
+                   "answer_tokens": self.answer_tokens_seen(),
                    "final_loss": self.log[-1][1] if self.log else None,
-                   "skipped_steps": self.skipped, "log": self.log}
+                   "skipped_steps": self.skipped, "peak_gpu_memory_gib": self.peak_gpu_memory(),
+                   "processes": self.accelerator.num_processes, "sharding": self.sharding,
+                   "environment": environment(self.accelerator.device), "log": self.log}
         (self.out / LOG_FILE).write_text(json.dumps(summary, indent=1))
+
+    def median_step_seconds(self) -> float | None:
+        """Seconds per step once warm: the median, so that the first steps' compilation and caching do not count."""
+        return round(statistics.median(self.step_seconds), 4) if self.step_seconds else None
+
+    def peak_gpu_memory(self) -> float | None:
+        """GiB this process's GPU held at most so far (every process of a sharded run holds about the same)."""
+        device = self.accelerator.device
+        return round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
 
     @property
     def global_step(self) -> int:
@@ -159,36 +205,53 @@ class Trainer:
         budget = stop_after if stop_after is not None else self.config.steps
         stages, counts = self.config.stages, self.config.stage_steps()
         while self.stage_index < len(stages) and budget > 0:
-            budget -= self.run_stage(stages[self.stage_index], counts[self.stage_index], budget)
+            try:
+                budget -= self.run_stage(stages[self.stage_index], counts[self.stage_index], budget)
+            except torch.OutOfMemoryError:
+                raise self.out_of_memory() from None
             if self.step == counts[self.stage_index]:
                 self.stage_index, self.step = self.stage_index + 1, 0
         if self.stage_index == len(stages):
             self.finish()
         return self.out
 
+    def out_of_memory(self) -> OutOfMemory:
+        """Record the failed step in train.json (the last checkpoint stays resumable) and say what would fit."""
+        per_process = self.config.batch_size // self.accelerator.num_processes
+        error = (f"CUDA out of memory at step {self.global_step + 1} ({per_process} examples per process, "
+                 f"{self.accelerator.num_processes} processes, {self.sharding}; peak {self.peak_gpu_memory()} GiB)")
+        if self.accelerator.is_main_process:
+            self.write_log(finished=False, error=error)
+        hint = "shard the model with --sharding fsdp, " if self.sharding != "fsdp" else ""
+        return OutOfMemory(f"{self.spec.name}: {error}. To fit, {hint}launch more processes or lower --batch-size; "
+                           f"{self.out / LOG_FILE} records it")
+
     def run_stage(self, stage: Stage, total: int, budget: int) -> int:
-        params = freeze_for(self.vlm, stage)
-        model = self.accelerator.prepare_model(Objective(self.vlm))
+        freeze_for(self.vlm, stage)
+        model = self.wrap(self.objective, self.accelerator)
+        params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, self.config.warmup))
         if self.step and self.step < total:
-            optimizer.load_state_dict(self.trainer_state["optimizer"])
+            load_optimizer_state(model, optimizer, self.trainer_state["optimizer"])
             scheduler.load_state_dict(self.trainer_state["scheduler"])
         done = 0
         with self.progress(stage) as progress:
             task = progress.add_task(stage.name, total=total, completed=self.step, loss=float("nan"))
             while self.step < total and done < budget:
                 started = time.perf_counter()
-                loss = self.train_step(model, params, optimizer)
+                loss = self.train_step(model, params, optimizer)  # .item() inside waits for the GPU
                 scheduler.step()
                 self.step, done = self.step + 1, done + 1
-                self.seconds += time.perf_counter() - started
+                self.step_seconds.append(time.perf_counter() - started)
                 self.log.append([self.global_step, round(loss, 5)])
                 progress.update(task, advance=1, loss=loss)
                 if self.step % self.config.save_every == 0 or self.step == total or done == budget:
-                    self.save_resume(optimizer, scheduler)
-                    progress.console.log(f"{self.spec.name} {stage.name} step {self.step}/{total} loss {loss:.4f} "
-                                         f"({self.seconds / self.global_step:.3f} s/step)", highlight=False)
+                    if self.global_step < self.config.steps:  # after the last step, finish() saves
+                        self.save_resume(model, optimizer, scheduler)
+                    if self.accelerator.is_main_process:
+                        progress.console.log(f"{self.spec.name} {stage.name} step {self.step}/{total} loss {loss:.4f} "
+                                             f"({self.median_step_seconds():.3f} s/step)", highlight=False)
         return done
 
     def train_step(self, model: nn.Module, params: list[nn.Parameter], optimizer: torch.optim.Optimizer) -> float:
@@ -200,9 +263,10 @@ class Trainer:
         tokens = sum(len(self.vlm.answer_ids(self.examples[i].answer)) for i in indices)
         mine = [self.examples[i] for i in shard(indices, accelerator.process_index, accelerator.num_processes)]
         features = self.features(shard(indices, accelerator.process_index, accelerator.num_processes))
-        loss_sum = model(features, [e.question for e in mine], [e.answer for e in mine])
+        with accelerator.autocast():  # DDP's forward autocasts already; FSDP's is not wrapped by accelerate
+            loss_sum = model(features.to(self.vlm.dtype), [e.question for e in mine], [e.answer for e in mine])
         accelerator.backward(loss_sum * (accelerator.num_processes / tokens))
-        norm = accelerator.clip_grad_norm_(params, self.config.clip)
+        norm = local(accelerator.clip_grad_norm_(params, self.config.clip))
         if torch.isfinite(norm):
             optimizer.step()
         else:  # one overflowing step must not poison the weights: skip it, as AMP's gradient scaler does
@@ -217,21 +281,21 @@ class Trainer:
 
     def finish(self) -> None:
         self.accelerator.wait_for_everyone()
+        weights = full_model_state(self.vlm)
         if self.accelerator.is_main_process:
             self.vlm.eval()
-            save_native(self.vlm, self.out)
+            if self.save_dtype is not None:
+                weights = {key: value.to(self.save_dtype) for key, value in weights.items()}
+            save_native(self.vlm, self.out, state=weights)
             self.write_log(finished=True)
             shutil.rmtree(self.out / RESUME_DIR, ignore_errors=True)
         self.accelerator.wait_for_everyone()
 
 
 def train(spec: VLMSpec, examples: Sequence[Example], out: str | Path, config: TrainConfig,
-          device: str | None = None, stop_after: int | None = None, show_progress: bool = True) -> Path:
-    """Train `spec` on `examples` into `out` (a qbench checkpoint + train.json); resumes from `out/resume`."""
-    return Trainer(spec, examples, out, config, device, show_progress).run(stop_after)
-
-
-def export(checkpoint: str | Path, out: str | Path, dtype: str) -> Path:
-    """A trained checkpoint stored in a smaller dtype (e.g. fp16 for shipping the tiny weights)."""
-    vlm = load_native(read_spec(checkpoint), str(checkpoint), "cpu", DTYPES[dtype])
-    return save_native(vlm, out)
+          device: str | None = None, stop_after: int | None = None, show_progress: bool = True,
+          start: str | Path | None = None, sharding: str = "ddp", save_dtype: torch.dtype | None = None) -> Path:
+    """Train `spec` on `examples` into `out` (a qbench checkpoint + train.json); resumes from `out/resume`.
+    See Trainer for `start`, `sharding` and `save_dtype`."""
+    trainer = Trainer(spec, examples, out, config, device, show_progress, start, sharding, save_dtype)
+    return trainer.run(stop_after)
