@@ -132,8 +132,12 @@ def train_options(steps: int, batch_size: int, lr: float, recipe: str, seed: int
 
 @app.command()
 def train(
-    model: str = typer.Option(..., help="Preset to train from random weights, or a qbench checkpoint folder to "
-                                           "train further from its weights."),
+    model: str = typer.Option(..., help="Preset to train (random weights unless --start), or a qbench checkpoint "
+                                           "folder to train further from its weights."),
+    start: str = typer.Option(None, help="Start from this model's parts that --model builds alike (vision tower, "
+                                         "projector, LLM): a preset's published weights or a qbench checkpoint "
+                                         "folder; the other parts start random."),
+    start_checkpoint: str = typer.Option(None, help="Where --start's weights are, as `qbench run --checkpoint`."),
     out: str = typer.Option(..., help="Output folder: the trained checkpoint, train.json, and resume/ while running."),
     data: str = typer.Option("mini", help="'mini' (the mini-suites' train split) or a LLaVA conversation JSON."),
     image_dir: str = typer.Option(None, help="Image folder of a LLaVA conversation JSON."),
@@ -156,19 +160,20 @@ def train(
 
     from accelerate import PartialState
 
-    from qbench.checkpoints import DTYPES, read_spec
+    from qbench.checkpoints import DTYPES, WeightsNotFound, read_spec
     from qbench.checkpoints.native import is_native
     from qbench.presets import get_preset
     from qbench.registry import UnknownName
-    from qbench.train import DataError, OutOfMemory, llava_examples
+    from qbench.train import DataError, OutOfMemory, Start, llava_examples
     from qbench.train import train as run_training
 
     config = train_options(steps, batch_size, lr, recipe, seed, save_every)
     if save_dtype is not None and save_dtype not in DTYPES:
         fail(f"unknown --save-dtype {save_dtype!r}; choose from: {', '.join(DTYPES)}")
     try:
-        start = model if Path(model).is_dir() and is_native(Path(model)) else None
-        spec = read_spec(model) if start else get_preset(model)
+        folder = Path(model).is_dir() and is_native(Path(model))
+        spec = read_spec(model) if folder else get_preset(model)
+        begin = Start(start, start_checkpoint) if start else Start(model) if folder else None
         if data == "mini":
             from qbench.ablate import mini_examples
 
@@ -177,9 +182,9 @@ def train(
             if not image_dir:
                 fail("a LLaVA conversation JSON needs --image-dir")
             examples = llava_examples(data, image_dir)
-        result = run_training(spec, examples, out, config, device=device, stop_after=stop_after, start=start,
+        result = run_training(spec, examples, out, config, device=device, stop_after=stop_after, start=begin,
                               sharding=sharding, save_dtype=DTYPES[save_dtype] if save_dtype else None)
-    except (UnknownName, DataError, ValueError, OutOfMemory) as error:
+    except (UnknownName, DataError, ValueError, OutOfMemory, WeightsNotFound) as error:
         fail(str(error))
     if PartialState().is_main_process:
         console.print(f"[green]wrote[/green] {result}", highlight=False)

@@ -14,7 +14,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from qbench.ablate import tiny_combo
-from qbench.train import DataError, Example, TrainConfig, llava_examples, train
+from qbench.checkpoints import save_native
+from qbench.presets import get_preset
+from qbench.train import DataError, Example, Start, TrainConfig, llava_examples, train
+from qbench.vlm import build_vlm
 
 COLOURS = ["red", "green", "blue", "yellow"]
 
@@ -79,6 +82,31 @@ def test_out_of_memory_is_recorded_with_what_would_fit(tmp_path, monkeypatch):
               device="cpu", show_progress=False)
     record = json.loads((tmp_path / "train.json").read_text())
     assert not record["finished"] and "out of memory at step 1 (4 examples per process" in record["error"]
+
+
+def test_a_new_projector_starts_from_another_models_tower_and_llm(tmp_path):
+    """Q-Mamba's projector on (tiny) Cobra's trained tower and LLM: those two are copied, the projector is new."""
+    torch.manual_seed(123)  # not the run's seed: a part that were not copied would come out different
+    source = save_native(build_vlm(get_preset("tiny-cobra")), tmp_path / "cobra")
+    config = TrainConfig(steps=2, batch_size=4, recipe="llava")  # the align step trains the projector alone
+    out = train(get_preset("tiny-q-mamba"), colour_examples(), tmp_path / "q-mamba", config, device="cpu",
+                stop_after=1, show_progress=False, start=Start(str(source)))
+    started, given = load_file(out / "resume" / "model.safetensors"), load_file(source / "model.safetensors")
+    copied = [key for key in started if key.startswith(("vision.", "backbone."))]
+    assert copied and all(torch.equal(started[key], given[key]) for key in copied)
+    assert not any(key in given for key in started if key.startswith("projector."))  # Cobra's has other keys
+    record = json.loads((out / "train.json").read_text())["identity"]["start"]
+    assert record == {"model": str(source), "checkpoint": None, "parts": ["vision", "backbone"]}
+
+
+def test_a_start_that_shares_nothing_or_has_no_weights_is_refused(tmp_path):
+    llava = save_native(build_vlm(get_preset("tiny-llava")), tmp_path / "llava")  # CLIP tower, Llama LLM
+    with pytest.raises(ValueError, match="shares no part with 'tiny-cobra'"):
+        train(get_preset("tiny-cobra"), colour_examples(), tmp_path / "run", TrainConfig(steps=2),
+              start=Start(str(llava)))
+    with pytest.raises(ValueError, match="'q-mamba' has no published weights"):
+        train(get_preset("q-mamba"), colour_examples(), tmp_path / "run", TrainConfig(steps=2),
+              start=Start("q-mamba"))
 
 
 def test_resume_refuses_other_settings(tmp_path):

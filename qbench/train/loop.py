@@ -35,6 +35,7 @@ from qbench.train.sharding import (
     load_optimizer_state,
     local,
 )
+from qbench.train.start import Start
 from qbench.vlm import VLM, build_vlm
 
 RESUME_DIR = "resume"
@@ -96,12 +97,12 @@ def freeze_for(vlm: VLM, stage: Stage) -> None:
 class Trainer:
     """One run: a spec trained on examples under a config, writing to `out` (resumable).
 
-    `start`: a qbench checkpoint folder whose weights the run begins from (random weights without one).
+    `start`: the model whose shared parts the run begins from (random weights without one).
     `sharding`: how several processes hold the model (SHARDINGS). `save_dtype`: the dtype of the final checkpoint.
     """
 
     def __init__(self, spec: VLMSpec, examples: Sequence[Example], out: str | Path, config: TrainConfig,
-                 device: str | None = None, show_progress: bool = True, start: str | Path | None = None,
+                 device: str | None = None, show_progress: bool = True, start: Start | None = None,
                  sharding: str = "ddp", save_dtype: torch.dtype | None = None):
         self.sharding, self.wrap = sharding, SHARDINGS[sharding]
         cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
@@ -111,7 +112,7 @@ class Trainer:
         self.show_progress = show_progress and self.accelerator.is_main_process
         self.identity = {"spec": spec.to_dict(), "config": config.to_dict(), "examples": len(self.examples)}
         if start is not None:
-            self.identity["start"] = str(start)
+            self.identity["start"] = start.to_dict(spec)
         self.log: list[list[float]] = []  # [global step, loss]
         self.stage_index, self.step, self.skipped = 0, 0, 0  # skipped: steps with a non-finite gradient
         self.step_seconds: list[float] = []  # wall time of each optimizer step, checkpoints excluded
@@ -122,9 +123,10 @@ class Trainer:
     # --- state ---------------------------------------------------------------------------------------------------
     def fresh(self) -> VLM:
         torch.manual_seed(self.config.seed)
+        vlm = build_vlm(self.spec, device=self.accelerator.device)
         if self.start is not None:
-            return load_native(self.spec, str(self.start), self.accelerator.device)
-        return build_vlm(self.spec, device=self.accelerator.device)
+            self.start.copy_into(vlm)
+        return vlm
 
     def restore(self) -> VLM:
         directory = self.out / RESUME_DIR
@@ -294,7 +296,7 @@ class Trainer:
 
 def train(spec: VLMSpec, examples: Sequence[Example], out: str | Path, config: TrainConfig,
           device: str | None = None, stop_after: int | None = None, show_progress: bool = True,
-          start: str | Path | None = None, sharding: str = "ddp", save_dtype: torch.dtype | None = None) -> Path:
+          start: Start | None = None, sharding: str = "ddp", save_dtype: torch.dtype | None = None) -> Path:
     """Train `spec` on `examples` into `out` (a qbench checkpoint + train.json); resumes from `out/resume`.
     See Trainer for `start`, `sharding` and `save_dtype`."""
     trainer = Trainer(spec, examples, out, config, device, show_progress, start, sharding, save_dtype)
