@@ -160,9 +160,8 @@ def train(
 
     from accelerate import PartialState
 
-    from qbench.checkpoints import DTYPES, WeightsNotFound, read_spec
+    from qbench.checkpoints import DTYPES, WeightsNotFound, model_spec
     from qbench.checkpoints.native import is_native
-    from qbench.presets import get_preset
     from qbench.registry import UnknownName
     from qbench.train import DataError, OutOfMemory, Start, llava_examples
     from qbench.train import train as run_training
@@ -171,9 +170,8 @@ def train(
     if save_dtype is not None and save_dtype not in DTYPES:
         fail(f"unknown --save-dtype {save_dtype!r}; choose from: {', '.join(DTYPES)}")
     try:
-        folder = Path(model).is_dir() and is_native(Path(model))
-        spec = read_spec(model) if folder else get_preset(model)
-        begin = Start(start, start_checkpoint) if start else Start(model) if folder else None
+        spec = model_spec(model)
+        begin = Start(start, start_checkpoint) if start else Start(model) if is_native(Path(model)) else None
         if data == "mini":
             from qbench.ablate import mini_examples
 

@@ -63,11 +63,16 @@ def local_format(spec: VLMSpec, path: Path) -> str:
     return published
 
 
+def model_spec(model: str) -> VLMSpec:
+    """The spec of a preset, alias or qbench checkpoint folder; UnknownName lists the presets."""
+    return read_spec(model) if is_native(Path(model)) else get_preset(model)
+
+
 def load_vlm(model: str, checkpoint: str | None = None, device: str | torch.device = "cpu",
              dtype: torch.dtype | str | None = None) -> VLM:
     """A ready VLM: `model` is a preset name or alias, or a qbench checkpoint directory."""
     dtype = resolve_dtype(dtype, device)
-    if Path(model).is_dir() and is_native(Path(model)):
+    if is_native(Path(model)):
         return load_native(None, model, torch.device(device), dtype).eval()
     spec = get_preset(model)
     fmt, location = parse_source(spec, checkpoint)
@@ -95,6 +100,7 @@ __all__ = [
     "CheckpointMismatch",
     "WeightsNotFound",
     "load_vlm",
+    "model_spec",
     "read_spec",
     "resolve_dtype",
     "save_native",

@@ -43,20 +43,25 @@ def yes_no(answer: bool) -> str:
 
 
 # --- VQAv2: attributes, counts, existence -----------------------------------------------------------------------
+def alone_in(rng: random.Random, scene: Scene, kind: Callable[[Shape], list[Shape]]) -> Shape | None:
+    """A random shape that is the only one of its `kind` (the shapes with its shape, or with its colour); None if no
+    shape is."""
+    unique = [s for s in scene.shapes if len(kind(s)) == 1]
+    return rng.choice(unique) if unique else None
+
+
 def vqa_colour(rng: random.Random, scene: Scene) -> QA | None:
-    unique = [s for s in scene.shapes if len(scene.with_shape(s.shape)) == 1]
-    if not unique:
+    shape = alone_in(rng, scene, lambda s: scene.with_shape(s.shape))
+    if shape is None:
         return None
-    shape = rng.choice(unique)
     return QA(f"What color is the {shape.shape}?", shape.colour, "what color is the", "other",
               others(COLOURS, shape.colour))
 
 
 def vqa_shape(rng: random.Random, scene: Scene) -> QA | None:
-    unique = [s for s in scene.shapes if len(scene.with_colour(s.colour)) == 1]
-    if not unique:
+    shape = alone_in(rng, scene, lambda s: scene.with_colour(s.colour))
+    if shape is None:
         return None
-    shape = rng.choice(unique)
     return QA(f"What shape is the {shape.colour} one?", shape.shape, "what shape is the", "other",
               others(SHAPES, shape.shape))
 

@@ -25,7 +25,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from qbench.spec import VLMSpec
 from qbench.suites import journal
 from qbench.suites.lmms_model import QBenchLMM, process_rank
 from qbench.suites.registry import Suite, load_suite
@@ -264,7 +263,7 @@ def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None
         max_new_tokens: int = MAX_NEW_TOKENS) -> tuple[dict[str, Any] | None, Path]:
     """`qbench run`: load the data (failing fast), then the model, then answer and score. Returns (summary on rank 0,
     else None; the run folder)."""
-    from qbench.checkpoints import load_vlm, resolve_dtype
+    from qbench.checkpoints import load_vlm, model_spec, resolve_dtype
     from qbench.suites.lmms_model import pick_device
 
     spec = model_spec(model)
@@ -275,15 +274,6 @@ def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None
     vlm = load_vlm(model, checkpoint, chosen, precision)
     source = checkpoint or (model if Path(model).is_dir() else spec.weights)
     return execute(vlm, spec.name, prepared, checkpoint_info(source), output, limit, batch_size, max_new_tokens)
-
-
-def model_spec(model: str) -> VLMSpec:
-    """The spec of a preset, alias or qbench checkpoint folder; UnknownName lists the presets."""
-    from qbench.checkpoints import read_spec
-    from qbench.checkpoints.native import is_native
-    from qbench.presets import get_preset
-
-    return read_spec(model) if Path(model).is_dir() and is_native(Path(model)) else get_preset(model)
 
 
 def evaluate(vlm: VLM, suite: str = "mini", limit: int | None = None, output: str | Path = DEFAULT_OUTPUT,

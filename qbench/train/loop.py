@@ -110,6 +110,7 @@ class Trainer:
         self.spec, self.examples, self.out, self.config = spec, list(examples), Path(out), config
         self.start, self.save_dtype = start, save_dtype
         self.show_progress = show_progress and self.accelerator.is_main_process
+        self.environment = environment(self.accelerator.device)  # the machine, for train.json
         self.identity = {"spec": spec.to_dict(), "config": config.to_dict(), "examples": len(self.examples)}
         if start is not None:
             self.identity["start"] = start.to_dict(spec)
@@ -125,7 +126,7 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         vlm = build_vlm(self.spec, device=self.accelerator.device)
         if self.start is not None:
-            self.start.copy_into(vlm)
+            self.start.copy_into(vlm, self.identity["start"]["parts"])
         return vlm
 
     def restore(self) -> VLM:
@@ -176,7 +177,7 @@ class Trainer:
                    "final_loss": self.log[-1][1] if self.log else None,
                    "skipped_steps": self.skipped, "peak_gpu_memory_gib": self.peak_gpu_memory(),
                    "processes": self.accelerator.num_processes, "sharding": self.sharding,
-                   "environment": environment(self.accelerator.device), "log": self.log}
+                   "environment": self.environment, "log": self.log}
         (self.out / LOG_FILE).write_text(json.dumps(summary, indent=1))
 
     def median_step_seconds(self) -> float | None:

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import torch
 
-from qbench.checkpoints import load_vlm, read_spec
+from qbench.checkpoints import load_vlm, model_spec
 from qbench.checkpoints.native import is_native
-from qbench.presets import get_preset
 from qbench.spec import VLMSpec
 from qbench.vlm import VLM
 
@@ -27,13 +26,10 @@ class Start:
     model: str  # a preset name or alias, or a qbench checkpoint folder
     checkpoint: str | None = None  # a preset's weights from elsewhere, as `qbench run --checkpoint` takes them
 
-    def spec(self) -> VLMSpec:
-        return read_spec(self.model) if is_native(Path(self.model)) else get_preset(self.model)
-
     def parts_for(self, spec: VLMSpec) -> list[str]:
         """The parts `spec` builds as this start does; a clear error when they share none, or an LLM but not its
         tokenizer."""
-        start = self.spec()
+        start = model_spec(self.model)
         if start.weights == "random" and self.checkpoint is None and not is_native(Path(self.model)):
             raise ValueError(f"{self.model!r} has no published weights to start from; give its weights with "
                              f"--start-checkpoint or start from a trained qbench checkpoint folder")
@@ -52,8 +48,8 @@ class Start:
     def to_dict(self, spec: VLMSpec) -> dict:
         return {"model": self.model, "checkpoint": self.checkpoint, "parts": self.parts_for(spec)}
 
-    def copy_into(self, vlm: VLM) -> None:
-        """Load the start's weights into `vlm`'s shared parts."""
+    def copy_into(self, vlm: VLM, parts: list[str]) -> None:
+        """Load the start's weights into `parts` of `vlm` (those `parts_for` found shared)."""
         source = load_vlm(self.model, self.checkpoint, vlm.device, torch.float32)
-        for part in self.parts_for(vlm.spec):
+        for part in parts:
             getattr(vlm, part).load_state_dict(getattr(source, part).state_dict())
