@@ -7,19 +7,42 @@ import json
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-app = typer.Typer(help="Benchmark and evaluation harness for multimodal LLMs on Mamba backbones.",
+from qbench.inputs import UserError
+
+
+class Commands(TyperGroup):
+    """The subcommands, with one place that turns a user's mistake into one `error: ...` line and exit status 2:
+    a bad option (typer's usage errors) or a UserError/ValueError from the work. `qbench --debug` (QBENCH_DEBUG=1)
+    re-raises the latter, traceback and all."""
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except typer.TyperException as error:  # click's usage errors: a bad option or command
+            usage = getattr(error, "ctx", None)
+            command = " ".join(["qbench", *usage.command_path.split()[1:]]) if usage else "qbench"
+            fail(f"{error.format_message()} (`{command} --help` lists the options)")
+        except (UserError, ValueError) as error:
+            if ctx.params.get("debug"):
+                raise
+            fail(str(error))
+
+
+app = typer.Typer(cls=Commands, help="Benchmark and evaluation harness for multimodal LLMs on Mamba backbones.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console()
 
 
 @app.callback()
-def main() -> None:
+def main(debug: bool = typer.Option(False, "--debug", envvar="QBENCH_DEBUG",
+                                    help="Show the traceback of an error instead of its one line.")) -> None:
     """qbench: accuracy, speed and memory of Mamba and Transformer VLMs, measured the same way."""
 
 
 def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -81,11 +104,11 @@ def speed(
     tokens: str = typer.Option("", help="Comma-separated visual token counts (default: each model's own)."),
     batch: str = typer.Option("1", help="Comma-separated batch sizes."),
     engine: str = typer.Option("eager,graph", help="Comma-separated engines: eager, graph, mamba_ssm-cg."),
-    new_tokens: int = typer.Option(256, help="Tokens generated per sequence (EOS ignored)."),
-    prompt_tokens: int = typer.Option(16, help="Text tokens in the prompt besides the visual ones."),
+    new_tokens: int = typer.Option(256, min=1, help="Tokens generated per sequence (EOS ignored)."),
+    prompt_tokens: int = typer.Option(16, min=0, help="Text tokens in the prompt besides the visual ones."),
     device: str = typer.Option("auto", help="cuda, cpu, or auto (cuda when there is one)."),
     dtype: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
-    repeats: int = typer.Option(3, help="Timed repeats per point (medians reported)."),
+    repeats: int = typer.Option(3, min=1, help="Timed repeats per point (medians reported)."),
     checkpoint: str = typer.Option(None, help="Time real weights: a checkpoint for the one --model."),
     output: str = typer.Option(None, help="Folder for speed.json and speed.csv (default results/speed/<gpu>_<date>)."),
 ) -> None:
@@ -100,19 +123,13 @@ def speed(
         track,
     )
 
-    try:
-        config = SweepConfig(models=split(model), tokens=[int(t) for t in split(tokens)] or [None],
-                             batches=[int(b) for b in split(batch)], engines=split(engine), new_tokens=new_tokens,
-                             prompt_tokens=prompt_tokens, device=resolve_device(device), dtype=dtype, repeats=repeats,
-                             checkpoint=checkpoint)
-        config.validate()
-    except (ValueError, KeyError) as error:
-        fail(str(error))
-    try:
-        with track(config, console) as on_row:
-            results = run_sweep(config, Path(output) if output else None, config.command(output), on_row)
-    except ValueError as error:  # an --output folder holding another machine's results
-        fail(str(error))
+    config = SweepConfig(models=split(model), tokens=counts(tokens, "--tokens", "256,576") or [None],
+                         batches=counts(batch, "--batch", "1,8"), engines=split(engine), new_tokens=new_tokens,
+                         prompt_tokens=prompt_tokens, device=resolve_device(device), dtype=dtype, repeats=repeats,
+                         checkpoint=checkpoint)
+    config.validate()
+    with track(config, console) as on_row:
+        results = run_sweep(config, Path(output) if output else None, config.command(output), on_row)
     console.print(summary_table(results.rows))
     console.print(f"[green]wrote[/green] {results.out_dir / 'speed.json'} and speed.csv", highlight=False)
 
@@ -121,13 +138,13 @@ def split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def train_options(steps: int, batch_size: int, lr: float, recipe: str, seed: int, save_every: int):
-    from qbench.train import TrainConfig
-
-    try:
-        return TrainConfig(steps=steps, batch_size=batch_size, lr=lr, recipe=recipe, seed=seed, save_every=save_every)
-    except (ValueError, KeyError) as error:
-        fail(str(error))
+def counts(text: str, option: str, example: str) -> list[int]:
+    """Comma-separated whole numbers of at least 1; a UserError saying what to type otherwise."""
+    parts = split(text)
+    if not all(part.isdigit() and int(part) >= 1 for part in parts):
+        raise UserError(f"{option} takes whole numbers of 1 or more separated by commas, e.g. {option} {example}; "
+                        f"got {text!r}")
+    return [int(part) for part in parts]
 
 
 @app.command()
@@ -141,14 +158,14 @@ def train(
     out: str = typer.Option(..., help="Output folder: the trained checkpoint, train.json, and resume/ while running."),
     data: str = typer.Option("mini", help="'mini' (the mini-suites' train split) or a LLaVA conversation JSON."),
     image_dir: str = typer.Option(None, help="Image folder of a LLaVA conversation JSON."),
-    train_questions: int = typer.Option(4000, help="Mini train questions per dataset."),
-    steps: int = typer.Option(1000, help="Optimizer steps over all stages."),
-    batch_size: int = typer.Option(32, help="Global batch (split over processes)."),
+    train_questions: int = typer.Option(4000, min=1, help="Mini train questions per dataset."),
+    steps: int = typer.Option(1000, min=1, help="Optimizer steps over all stages."),
+    batch_size: int = typer.Option(32, min=1, help="Global batch (split over processes)."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up, then cosine)."),
     recipe: str = typer.Option("llava", help="llava (align, then fine-tune) or cobra (one stage)."),
     seed: int = typer.Option(0),
-    save_every: int = typer.Option(200, help="Steps between resumable checkpoints."),
-    stop_after: int = typer.Option(None, help="Stop after this many steps (checkpointed); run again to resume."),
+    save_every: int = typer.Option(200, min=1, help="Steps between resumable checkpoints."),
+    stop_after: int = typer.Option(None, min=1, help="Stop after this many steps (checkpointed); run again to resume."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when there is one)."),
     save_dtype: str = typer.Option(None, help="Store the result in this dtype (e.g. fp16, for shipping)."),
     sharding: str = typer.Option("ddp", help="Several processes: ddp (a replica each) or fsdp (weights, gradients "
@@ -160,30 +177,33 @@ def train(
 
     from accelerate import PartialState
 
-    from qbench.checkpoints import DTYPES, WeightsNotFound, model_spec
+    from qbench.checkpoints import DTYPES, check_ready, model_spec
     from qbench.checkpoints.native import is_native
-    from qbench.registry import UnknownName
-    from qbench.train import DataError, OutOfMemory, Start, llava_examples
+    from qbench.inputs import check_device, ensure_writable
+    from qbench.train import Start, TrainConfig, llava_examples
     from qbench.train import train as run_training
 
-    config = train_options(steps, batch_size, lr, recipe, seed, save_every)
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, recipe=recipe, seed=seed, save_every=save_every)
     if save_dtype is not None and save_dtype not in DTYPES:
         fail(f"unknown --save-dtype {save_dtype!r}; choose from: {', '.join(DTYPES)}")
-    try:
-        spec = model_spec(model)
-        begin = Start(start, start_checkpoint) if start else Start(model) if is_native(Path(model)) else None
-        if data == "mini":
-            from qbench.ablate import mini_examples
+    if device is not None:
+        check_device(device)
+    spec = model_spec(model)
+    check_ready(model)
+    if start:
+        check_ready(start, start_checkpoint)
+    ensure_writable(out, "--out")
+    begin = Start(start, start_checkpoint) if start else Start(model) if is_native(Path(model)) else None
+    if data == "mini":
+        from qbench.ablate import mini_examples
 
-            examples = mini_examples(train_questions, seed)
-        else:
-            if not image_dir:
-                fail("a LLaVA conversation JSON needs --image-dir")
-            examples = llava_examples(data, image_dir)
-        result = run_training(spec, examples, out, config, device=device, stop_after=stop_after, start=begin,
-                              sharding=sharding, save_dtype=DTYPES[save_dtype] if save_dtype else None)
-    except (UnknownName, DataError, ValueError, OutOfMemory, WeightsNotFound) as error:
-        fail(str(error))
+        examples = mini_examples(train_questions, seed)
+    else:
+        if not image_dir:
+            fail("a LLaVA conversation JSON needs --image-dir")
+        examples = llava_examples(data, image_dir)
+    result = run_training(spec, examples, out, config, device=device, stop_after=stop_after, start=begin,
+                          sharding=sharding, save_dtype=DTYPES[save_dtype] if save_dtype else None)
     if PartialState().is_main_process:
         console.print(f"[green]wrote[/green] {result}", highlight=False)
 
@@ -194,33 +214,36 @@ def ablate(
     backbones: str = typer.Option(None, help="Comma-separated backbones (default: mamba, mamba2, llama)."),
     preset: str = typer.Option("tiny", help="Scale of the combinations (only 'tiny' today)."),
     name: str = typer.Option("tiny", help="Ablation name: results/ablation/<name>/, data/ablation/<name>/."),
-    steps: int = typer.Option(1000),
-    batch_size: int = typer.Option(32),
+    steps: int = typer.Option(1000, min=1),
+    batch_size: int = typer.Option(32, min=1),
     lr: float = typer.Option(1e-3),
     recipe: str = typer.Option("llava"),
     seed: int = typer.Option(0),
-    train_questions: int = typer.Option(4000, help="Mini train questions per dataset."),
+    train_questions: int = typer.Option(4000, min=1, help="Mini train questions per dataset."),
     phases: str = typer.Option("train,speed,eval", help="Any of train, speed, eval (e.g. train,speed on a GPU)."),
     suite: str = typer.Option("mini"),
-    limit: int = typer.Option(None, help="Evaluate at most this many questions per task."),
+    limit: int = typer.Option(None, min=1, help="Evaluate at most this many questions per task."),
     device: str = typer.Option(None),
     shard: str = typer.Option("0/1", help="i/n: train only every n-th combination from the i-th (parallel workers)."),
 ) -> None:
     """Train every projector x backbone combination (and Q-Mamba's query sweep) on one budget, evaluate each on
     the suite, time each, and write a table per task with its chance level and speed."""
     from qbench import ablate as lab
-    from qbench.registry import UnknownName
+    from qbench.inputs import check_device
+    from qbench.train import TrainConfig
 
     if preset != "tiny":
         fail("only --preset tiny combinations are defined")
-    config = train_options(steps, batch_size, lr, recipe, seed, save_every=max(1, steps // 4))
-    try:
-        index, count = (int(part) for part in shard.split("/"))
-        study = lab.ablation(name, split(projectors) if projectors else lab.PROJECTORS,
-                             split(backbones) if backbones else lab.BACKBONES, config)
-        written = lab.run(study, split(phases), device, suite, limit, train_questions, (index, count))
-    except (UnknownName, ValueError) as error:
-        fail(str(error))
+    index, _, count = shard.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        fail(f"--shard takes i/n with 0 <= i < n, e.g. --shard 0/4; got {shard!r}")
+    if device is not None:
+        check_device(device)
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, recipe=recipe, seed=seed,
+                         save_every=max(1, steps // 4))
+    study = lab.ablation(name, split(projectors) if projectors else lab.PROJECTORS,
+                         split(backbones) if backbones else lab.BACKBONES, config)
+    written = lab.run(study, split(phases), device, suite, limit, train_questions, (int(index), int(count)))
     for path in written:
         console.print(f"[green]wrote[/green] {path}", highlight=False)
 
@@ -229,7 +252,7 @@ def ablate(
 def run(
     model: str = typer.Option(..., help="A preset or alias (see `qbench models`), or a qbench checkpoint folder."),
     suite: str = typer.Option(..., help="A suite in suites/: vqa, vqav2, gqa, vizwiz, textvqa, pope, lite, mini."),
-    limit: int = typer.Option(None, help="At most this many samples per task."),
+    limit: int = typer.Option(None, min=1, help="At most this many samples per task."),
     checkpoint: str = typer.Option(None, help="Weights: a path, FORMAT:HUB_ID_OR_PATH or random (default: the "
                                    "preset's own)."),
     data_dir: str = typer.Option("data", help="Local dataset copies in the hub layout, at DATA_DIR/<hub id>; the "
@@ -238,7 +261,7 @@ def run(
                                "with the same settings there is resumed."),
     device: str = typer.Option(None, help="cuda, cuda:N or cpu (default: this process's GPU, else the CPU)."),
     dtype: str = typer.Option(None, help="bf16, fp16 or fp32 (default: bf16 on a GPU, fp32 on the CPU)."),
-    batch_size: int = typer.Option(8, help="Samples answered together (answers do not depend on it)."),
+    batch_size: int = typer.Option(8, min=1, help="Samples answered together (answers do not depend on it)."),
     variant: list[str] = typer.Option([], help="Score as a paper did, not as lmms-eval does (repeatable): "
                                       "textvqa_ocr=before-question (Cobra) or =after-question (LLaVA-1.5), "
                                       "pope_parsing=lenient (LLaVA-1.5, Cobra)."),
@@ -248,15 +271,9 @@ def run(
 
     os.environ.setdefault("LOGURU_LEVEL", "WARNING")  # lmms-eval's debug lines
     os.environ.setdefault("TQDM_DISABLE", "1")  # lmms-eval's and datasets' bars: the rich one says it all
-    from qbench.checkpoints import WeightsNotFound
-    from qbench.registry import UnknownName
     from qbench.suites.runner import run as run_suite
 
-    try:
-        summary, folder = run_suite(model, suite, limit, checkpoint, data_dir, output, device, dtype, batch_size,
-                                    variant)
-    except (UnknownName, WeightsNotFound, ValueError) as error:
-        fail(str(error))
+    summary, folder = run_suite(model, suite, limit, checkpoint, data_dir, output, device, dtype, batch_size, variant)
     if summary is not None:  # rank 0
         print_run(summary, folder)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from qbench.inputs import UserError
+
 T = TypeVar("T")
 
 
-class UnknownName(KeyError):
+class UnknownName(KeyError, UserError):
     """A name that no registry entry matches; the message lists the valid ones."""
 
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly

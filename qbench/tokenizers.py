@@ -52,12 +52,24 @@ TOKENIZER_FILES = ["tokenizer*", "special_tokens_map.json", "added_tokens.json",
                    "config.json", "chat_template*"]
 
 
+def tokenizer_files(source: str) -> str:
+    """The local folder of a hub id's or path's tokenizer files; WeightsNotFound naming it when there is none. Cheap:
+    it only looks for files (the path, $QBENCH_HUB_DIR, the hub cache) or fetches those files alone."""
+    from qbench.checkpoints.hub import resolve_repo
+
+    return resolve_repo(source, what="tokenizer", files=TOKENIZER_FILES)
+
+
+def check_tokenizer(source: str) -> None:
+    """Fail before a model is built when its tokenizer is not here."""
+    if source not in BUILTIN_SPECIALS:
+        tokenizer_files(source)
+
+
 def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
     """A built-in tokenizer by name, or transformers' AutoTokenizer from a hub id or local path."""
     if source in BUILTIN_SPECIALS:
         return builtin_tokenizer(source)
     from transformers import AutoTokenizer
 
-    from qbench.checkpoints.hub import resolve_repo
-
-    return AutoTokenizer.from_pretrained(resolve_repo(source, what="tokenizer", files=TOKENIZER_FILES))
+    return AutoTokenizer.from_pretrained(tokenizer_files(source))

@@ -184,11 +184,12 @@ def build_vlm(spec: VLMSpec, device: str | torch.device = "cpu", dtype: torch.dt
     from qbench.tokenizers import load_tokenizer
     from qbench.vision import build_tower
 
+    text = load_tokenizer(spec.tokenizer) if tokenizer and device != "meta" else None  # first: a missing one fails fast
     skip = contextlib.nullcontext() if init else no_init_weights()
     with torch.device(device), default_dtype(dtype), skip:
         vision = build_tower(spec.vision, tower_weights)
         backbone = build_backbone(spec.backbone)
         projector = build_projector(spec.projector, vision.feature_dim, backbone.hidden_size)
     backbone.model.tie_weights()
-    vlm = VLM(spec, vision, projector, backbone, load_tokenizer(spec.tokenizer) if tokenizer and device != "meta" else None)
+    vlm = VLM(spec, vision, projector, backbone, text)
     return vlm.to(device=device, dtype=dtype) if device != "meta" else vlm

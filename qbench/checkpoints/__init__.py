@@ -7,15 +7,16 @@ from pathlib import Path
 
 import torch
 
-from qbench.checkpoints.base import CheckpointMismatch
+from qbench.checkpoints.base import CheckpointMismatch, open_safetensors
 from qbench.checkpoints.cobra import is_cobra, load_cobra
 from qbench.checkpoints.hub import WeightsNotFound
-from qbench.checkpoints.llava_hf import is_llava_hf, load_llava_hf
+from qbench.checkpoints.llava_hf import is_llava_hf, load_llava_hf, with_local_tokenizer
 from qbench.checkpoints.mlmamba import is_mlmamba, load_mlmamba
-from qbench.checkpoints.native import is_native, load_native, read_spec, save_native
+from qbench.checkpoints.native import WEIGHTS_FILE, is_native, load_native, read_spec, save_native
 from qbench.presets import get_preset
 from qbench.registry import Registry
 from qbench.spec import VLMSpec
+from qbench.tokenizers import check_tokenizer
 from qbench.vlm import VLM, build_vlm
 
 Loader = Callable[[VLMSpec, str, torch.device, torch.dtype], VLM]
@@ -68,6 +69,23 @@ def model_spec(model: str) -> VLMSpec:
     return read_spec(model) if is_native(Path(model)) else get_preset(model)
 
 
+def check_ready(model: str, checkpoint: str | None = None) -> None:
+    """Fail before data is loaded or a model built when what `load_vlm(model, checkpoint)` reads is missing or
+    damaged, as far as a cheap look tells: the checkpoint's format, a qbench folder's spec.json and safetensors
+    header, the tokenizer (a llava-hf folder's own, else the spec's). The loaders check keys and shapes later."""
+    folder = model if is_native(Path(model)) else None
+    if folder is None:
+        spec = get_preset(model)
+        fmt, location = parse_source(spec, checkpoint)
+        folder = location if fmt == "native" else None
+        tokenizer = with_local_tokenizer(spec, location).tokenizer if fmt == "llava-hf" else spec.tokenizer
+    if folder is not None:
+        tokenizer = read_spec(folder).tokenizer
+        with open_safetensors(Path(folder) / WEIGHTS_FILE):
+            pass
+    check_tokenizer(tokenizer)
+
+
 def load_vlm(model: str, checkpoint: str | None = None, device: str | torch.device = "cpu",
              dtype: torch.dtype | str | None = None) -> VLM:
     """A ready VLM: `model` is a preset name or alias, or a qbench checkpoint directory."""
@@ -99,6 +117,7 @@ __all__ = [
     "LAYOUTS",
     "CheckpointMismatch",
     "WeightsNotFound",
+    "check_ready",
     "load_vlm",
     "model_spec",
     "read_spec",

@@ -2,15 +2,57 @@
 
 from __future__ import annotations
 
+import pickle
+import re
+import zipfile
 from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 
+from qbench.inputs import unreadable
 from qbench.vlm import VLM
+
+DAMAGED = "write it again (qbench train) or download it again, or pass another path"
 
 
 class CheckpointMismatch(ValueError):
     """A checkpoint whose keys or shapes do not fit the model; the message names them."""
+
+
+def open_safetensors(path: Path) -> Any:
+    """safetensors' memory-mapped reader of `path` (use it in a `with`); UnreadableFile naming the file when it is
+    missing, cut short or not safetensors at all."""
+    try:
+        return safe_open(path, framework="pt")
+    except FileNotFoundError:
+        raise unreadable(path, "is missing", DAMAGED) from None
+    except (SafetensorError, OSError) as error:
+        raise unreadable(path, f"is not a readable safetensors file ({error}); it is damaged or cut short",
+                         DAMAGED) from None
+
+
+def load_torch_file(path: Path, remedy: str = DAMAGED) -> Any:
+    """What torch.save wrote to `path` (memory-mapped, unless it is the legacy format), unpickling only tensors and
+    plain data (weights_only=True): a file holding anything else is refused, unrun, since unpickling it could run
+    code. UnreadableFile naming the file (and `remedy`) when it is refused, missing or damaged."""
+    try:
+        return torch.load(path, map_location="cpu", mmap=zipfile.is_zipfile(path), weights_only=True)
+    except FileNotFoundError:
+        raise unreadable(path, "is missing", remedy) from None
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" not in str(error):
+            raise unreadable(path, f"is not a readable torch file ({error})", remedy) from None
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        objects = found.group(1) if found else "refused by weights_only"
+        raise unreadable(path, f"holds Python objects besides tensors and plain data ({objects}), which qbench never "
+                         "unpickles: loading them could run any code", remedy) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        problem = str(error).split(". ")[0]
+        raise unreadable(path, f"is not a readable torch file ({problem}); it is damaged or cut short",
+                         remedy) from None
 
 
 def describe(names: list[str], limit: int = 12) -> str:

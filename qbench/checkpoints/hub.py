@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from qbench.inputs import UserError
 
-class WeightsNotFound(FileNotFoundError):
+
+class WeightsNotFound(FileNotFoundError, UserError):
     """Weights, a tokenizer or data that is neither local nor reachable; the message says how to fix it."""
 
 

@@ -15,9 +15,8 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
-from qbench.checkpoints.base import CheckpointMismatch, load_state
+from qbench.checkpoints.base import CheckpointMismatch, load_state, open_safetensors
 from qbench.checkpoints.convert import rename, require_parts
 from qbench.checkpoints.hub import WeightsNotFound, resolve_file
 from qbench.spec import VLMSpec
@@ -88,7 +87,7 @@ def load_llava_hf(spec: VLMSpec, location: str, device: torch.device, dtype: tor
     with contextlib.ExitStack() as stack:
         handles = {}  # original key -> the open (memory-mapped) file holding it
         for file in files:
-            opened = stack.enter_context(safe_open(file, framework="pt"))
+            opened = stack.enter_context(open_safetensors(file))
             for key in opened.keys():
                 if key in handles:
                     raise CheckpointMismatch(f"{key} is in more than one of the safetensors files of {location}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
-from qbench.checkpoints.base import CheckpointMismatch, load_state
+from qbench.checkpoints.base import CheckpointMismatch, load_state, open_safetensors
+from qbench.inputs import read_json, unreadable
 from qbench.spec import VLMSpec
 from qbench.vlm import VLM, build_vlm
 
@@ -37,8 +36,17 @@ def save_native(vlm: VLM, directory: str | Path, metadata: dict[str, str] | None
     return directory
 
 
+NOT_NATIVE = (f"a qbench checkpoint folder holds the {SPEC_FILE} and {WEIGHTS_FILE} that qbench train writes; pass "
+              "such a folder, or name a published checkpoint's format as FORMAT:PATH")
+
+
 def read_spec(directory: str | Path) -> VLMSpec:
-    return VLMSpec.from_dict(json.loads((Path(directory) / SPEC_FILE).read_text()))
+    path = Path(directory) / SPEC_FILE
+    document = read_json(path, NOT_NATIVE)
+    try:
+        return VLMSpec.from_dict(document)
+    except (TypeError, KeyError, AttributeError) as error:
+        raise unreadable(path, f"is not a qbench model spec ({type(error).__name__}: {error})", NOT_NATIVE) from None
 
 
 def load_native(spec: VLMSpec | None, location: str, device: str | torch.device = "cpu",
@@ -53,7 +61,7 @@ def load_native(spec: VLMSpec | None, location: str, device: str | torch.device 
         if differing:
             raise CheckpointMismatch(f"{directory} holds {saved.name!r}, whose {', '.join(differing)} differ from "
                                      f"{spec.name!r}; load it as `--model {directory}`")
-    vlm = build_vlm(saved, device=device, dtype=dtype, init=False)
-    with safe_open(directory / WEIGHTS_FILE, framework="pt") as weights:
+    with open_safetensors(directory / WEIGHTS_FILE) as weights:  # opened first: a damaged file fails fast
         shapes = {key: tuple(weights.get_slice(key).get_shape()) for key in weights.keys()}
+        vlm = build_vlm(saved, device=device, dtype=dtype, init=False)
         return load_state(vlm, shapes, weights.get_tensor, source=str(directory))

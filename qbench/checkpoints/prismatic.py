@@ -4,15 +4,16 @@ are not in it: they come from their own pretrained weights."""
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from qbench.checkpoints.base import CheckpointMismatch
+from qbench.checkpoints.base import CheckpointMismatch, load_torch_file
 from qbench.checkpoints.convert import Rules, rename
 from qbench.checkpoints.hub import WeightsNotFound, resolve_file, resolve_repo
+from qbench.inputs import UnreadableFile
 
 RUN_CHECKPOINT = "checkpoints/latest-checkpoint.pt"
 Groups = dict[str, dict[str, torch.Tensor]]
@@ -21,9 +22,13 @@ Groups = dict[str, dict[str, torch.Tensor]]
 def groups_in(path: Path) -> Groups | None:
     """The groups of a prismatic .pt, memory-mapped (no tensor is read yet); None if it is not one."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError):
+        return groups_of(load_torch_file(path))
+    except UnreadableFile:
         return None
+
+
+def groups_of(checkpoint: Any) -> Groups | None:
+    """The {group: state_dict} under "model" of a loaded prismatic checkpoint; None if it holds no such thing."""
     groups = checkpoint.get("model") if isinstance(checkpoint, dict) else None
     if not isinstance(groups, dict) or not all(
         isinstance(state, dict) and all(isinstance(t, torch.Tensor) for t in state.values()) for state in groups.values()
@@ -33,8 +38,8 @@ def groups_in(path: Path) -> Groups | None:
 
 
 def read_groups(path: Path, expected: set[str], system: str) -> Groups:
-    """The groups of `path`, which must be exactly `expected`; CheckpointMismatch otherwise."""
-    groups = groups_in(path)
+    """The groups of `path`, which must be exactly `expected`; CheckpointMismatch (or UnreadableFile) otherwise."""
+    groups = groups_of(load_torch_file(path, f"download {system}'s published checkpoint again, or pass another path"))
     if groups is None:
         raise CheckpointMismatch(f"{path} is not a {system} checkpoint: not a torch file holding "
                                  "{'model': {group: state_dict}}")

@@ -10,6 +10,8 @@ import datetime
 import json
 from pathlib import Path
 
+from qbench.inputs import read_json
+
 SCHEMA = "qbench.speed/1"
 ROW_FIELDS = ["model", "backbone", "projector", "visual_tokens", "batch", "engine", "status", "error", "new_tokens",
               "prompt_tokens", "dtype", "device", "kernel_path", "vision_ms", "projector_ms", "prefill_ms", "ttft_ms",
@@ -30,7 +32,8 @@ class SpeedResults:
                          "environment": environment, "copy_bandwidth_gbs": copy_bandwidth_gbs, "rows": []}
         earlier = out_dir / "speed.json"
         if earlier.is_file():
-            self.continue_from(json.loads(earlier.read_text()), command)
+            remedy = "delete it to measure every point again, or choose another --output"
+            self.continue_from(read_json(earlier, remedy), command)
 
     def continue_from(self, earlier: dict, command: str) -> None:
         """Keep an earlier sweep's rows and commands, if it ran on this machine with these library versions."""

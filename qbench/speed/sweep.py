@@ -13,6 +13,7 @@ import torch
 
 from qbench.backbones.fused import MIXERS
 from qbench.engine import ENGINES
+from qbench.inputs import check_device, ensure_writable
 from qbench.presets import at_visual_tokens, get_preset
 from qbench.speed.environment import device_slug, environment
 from qbench.speed.point import Point, measure_engine, measure_reference
@@ -57,6 +58,10 @@ class SweepConfig:
             raise ValueError("batch sizes, --new-tokens and --repeats must be at least 1, --prompt-tokens at least 0")
         if self.checkpoint and (len(self.models) != 1 or self.tokens != [None]):
             raise ValueError("--checkpoint times one model at its own visual token count: give one --model and no --tokens")
+        if self.checkpoint:
+            from qbench.checkpoints import check_ready
+
+            check_ready(self.models[0], self.checkpoint)
 
     def command(self, output: str | None = None) -> str:
         """The `qbench speed` command line that runs this sweep, every setting spelled out."""
@@ -82,6 +87,7 @@ def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' where a GPU is visible, else 'cpu'."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    check_device(device)
     return device
 
 
@@ -147,7 +153,7 @@ def run_sweep(config: SweepConfig, out_dir: Path | None, command: str,
     device = torch.device(config.device)
     env = environment(device)
     bandwidth = copy_bandwidth_gbs(device)
-    out_dir = out_dir or default_out_dir(env)
+    out_dir = ensure_writable(out_dir or default_out_dir(env), "--output")
     results = SpeedResults(out_dir, command, env, bandwidth)
     built: tuple[tuple[str, int | None], VLM | BaseException] | None = None
     for model, tokens, point in points_of(config):

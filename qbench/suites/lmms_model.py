@@ -29,6 +29,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from qbench.inputs import check_device
 from qbench.suites.journal import Journal
 from qbench.vision import load_image
 from qbench.vlm import VLM
@@ -45,7 +46,7 @@ def process_rank() -> tuple[int, int, int]:
 def pick_device(device: str | None = None) -> torch.device:
     """The device asked for; a bare `cuda` (or nothing, on a GPU machine) means this process's own GPU."""
     _, local_rank, _ = process_rank()
-    chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    chosen = check_device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if chosen.type == "cuda" and chosen.index is None:
         chosen = torch.device("cuda", local_rank)
     if chosen.type == "cuda":

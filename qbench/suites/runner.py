@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from qbench.inputs import ensure_writable
 from qbench.suites import journal
 from qbench.suites.lmms_model import QBenchLMM, process_rank
 from qbench.suites.registry import Suite, load_suite
@@ -261,14 +262,16 @@ def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None
         data_dir: str | Path = DEFAULT_DATA, output: str | Path = DEFAULT_OUTPUT, device: str | None = None,
         dtype: str | None = None, batch_size: int = 8, variants: list[str] | tuple[str, ...] = (),
         max_new_tokens: int = MAX_NEW_TOKENS) -> tuple[dict[str, Any] | None, Path]:
-    """`qbench run`: load the data (failing fast), then the model, then answer and score. Returns (summary on rank 0,
+    """`qbench run`: check the device, weights, tokenizer and output folder, load the data (failing fast), then the model, then answer and score. Returns (summary on rank 0,
     else None; the run folder)."""
-    from qbench.checkpoints import load_vlm, model_spec, resolve_dtype
+    from qbench.checkpoints import check_ready, load_vlm, model_spec, resolve_dtype
     from qbench.suites.lmms_model import pick_device
 
     spec = model_spec(model)
     chosen = pick_device(device)
     precision = resolve_dtype(dtype, chosen)
+    check_ready(model, checkpoint)
+    ensure_writable(output, "--output")
     init_distributed(chosen)
     prepared = prepare(suite, data_dir, variants, max_new_tokens)
     vlm = load_vlm(model, checkpoint, chosen, precision)

@@ -23,7 +23,9 @@ from rich.progress import (
 from torch import nn
 
 from qbench.checkpoints import save_native
+from qbench.checkpoints.base import load_torch_file
 from qbench.checkpoints.native import is_native, load_native
+from qbench.inputs import UserError, read_json
 from qbench.spec import VLMSpec
 from qbench.speed.environment import environment
 from qbench.train.data import Example, batch_indices, shard
@@ -44,7 +46,7 @@ LOG_FILE = "train.json"
 SCHEMA = "qbench.train/1"
 
 
-class OutOfMemory(RuntimeError):
+class OutOfMemory(RuntimeError, UserError):
     """A training step did not fit the GPU; the message says what to change."""
 
 
@@ -131,7 +133,8 @@ class Trainer:
 
     def restore(self) -> VLM:
         directory = self.out / RESUME_DIR
-        self.trainer_state = torch.load(directory / TRAINER_FILE, map_location="cpu", weights_only=False, mmap=True)
+        restart = f"delete {directory} to start this training afresh, or train into another --out"
+        self.trainer_state = load_torch_file(directory / TRAINER_FILE, restart)  # tensors and plain data only
         self.check_identity(self.trainer_state["identity"], str(directory))
         self.stage_index, self.step = self.trainer_state["stage"], self.trainer_state["step"]
         self.log, self.step_seconds = self.trainer_state["log"], self.trainer_state["step_seconds"]
@@ -149,7 +152,7 @@ class Trainer:
         log = self.out / LOG_FILE
         if not (log.is_file() and is_native(self.out)):
             return False
-        summary = json.loads(log.read_text())
+        summary = read_json(log, f"delete it (and {RESUME_DIR}/) to train again, or train into another --out")
         self.check_identity(summary["identity"], str(self.out))
         return summary["finished"]
 
