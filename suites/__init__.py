@@ -1,0 +1,1 @@
+"""The suite definitions (one YAML file per suite), installed as the package qbench.suites.definitions."""
