@@ -1,4 +1,4 @@
-"""What `make install` and `pip install .` put in place: every package and the suites in the wheel, locks that
+"""What `make install` and `pip install .` put in place: the suites as package data, locks that
 agree with pyproject.toml's ranges and hold the GPU image's versions. (.ci/run installs the built wheel and runs it.)"""
 
 import tomllib
@@ -16,16 +16,10 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 LOCKS = sorted((ROOT / "lock").glob("py3.*.txt"))
 
 
-def test_the_wheel_lists_every_package_under_qbench_and_ships_the_suites_as_data():
-    setuptools = PROJECT["tool"]["setuptools"]
-    on_disk = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "qbench").rglob("__init__.py")}
-    assert on_disk <= set(setuptools["packages"])
-    assert setuptools["package-dir"] == {"qbench.suites.definitions": "suites"}
-    assert setuptools["package-data"]["qbench.suites.definitions"] == ["*.yaml"]
-
-
-def test_suites_are_found_through_the_installed_package():
-    assert SUITES_DIR == Path(str(files("qbench.suites.definitions")))
+def test_the_suites_folder_is_package_data_that_a_wheel_copies():
+    assert (ROOT / "qbench" / "suites" / "definitions").resolve() == ROOT / "suites"
+    assert PROJECT["tool"]["setuptools"]["package-data"]["qbench.suites"] == ["definitions/*.yaml"]
+    assert SUITES_DIR == Path(str(files("qbench.suites") / "definitions"))
     assert suite_names() == sorted(path.stem for path in (ROOT / "suites").glob("*.yaml"))
 
 
