@@ -1,15 +1,46 @@
 PYTHON ?= python3
 
-.PHONY: install test
+.PHONY: install test lock drift
 
-# torch/torchvision/transformers pinned to what the lent GPU machine runs, so both sides agree
-PINS = torch==2.11.0 torchvision==0.26.0 transformers==5.17.0
+# The lock of this Python: every package, transitive ones too, at the version the tests passed with (`make lock`).
+PYTHON_VERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+LOCK = lock/py$(PYTHON_VERSION).txt
 
-install:  ## install qbench with everything the tests need (CPU)
-	$(PYTHON) -m pip install -e ".[dev]" $(PINS)
+# PIP_CONSTRAINT (not -c) so that the lock also pins setuptools in pip's isolated build of qbench.
+install:  ## install qbench with everything the tests need (CPU), exactly at the locked versions
+	@test -f $(LOCK) || { echo "no lock for Python $(PYTHON_VERSION): lock/ has $$(ls lock/py*.txt); 'make lock' writes one" >&2; exit 1; }
+	PIP_CONSTRAINT=$(LOCK) $(PYTHON) -m pip install -e ".[dev]"
 
 test:  ## run the test suite (CPU, offline)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
+
+# Locks are resolved for Linux x86_64 by uv, which can resolve for a Python that is not installed: the lock of this
+# machine's Python is then installed into a fresh environment and tested by .ci/run; the other is only resolved.
+# Both hold the GPU image's versions (lock/gpu-image.txt), and 3.12 takes 3.11's version of every package they share.
+UV_VERSION = 0.13.9
+LOCK_TOOLS = build/lock-tools
+UV_COMPILE = $(LOCK_TOOLS)/bin/uv pip compile pyproject.toml --extra dev -c lock/gpu-image.txt --upgrade --quiet \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock"
+
+lock:  ## the newest versions pyproject.toml allows into lock/py3.11.txt + lock/py3.12.txt, then CI on this Python's
+	rm -rf $(LOCK_TOOLS) && $(PYTHON) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install -q uv==$(UV_VERSION)
+	$(UV_COMPILE) --python-version 3.11 -o lock/py3.11.txt
+	$(UV_COMPILE) --python-version 3.12 -c lock/py3.11.txt -o lock/py3.12.txt
+	bash .ci/run
+
+# What next month's fresh install would get: the newest versions the ranges allow (no lock) in a scratch environment,
+# tested; DRIFT/report.txt lists the versions that differ from the lock and pytest's failures and summary.
+DRIFT = build/drift
+
+drift:  ## install the newest versions the ranges allow into a scratch venv, run the tests, report against the lock
+	rm -rf $(DRIFT) && $(PYTHON) -m venv $(DRIFT)/venv
+	$(DRIFT)/venv/bin/python -m pip install -e ".[dev]" > $(DRIFT)/install.log 2>&1 || { tail $(DRIFT)/install.log; exit 1; }
+	$(DRIFT)/venv/bin/python -m pip freeze --all --exclude-editable > $(DRIFT)/freeze.txt
+	HF_HUB_OFFLINE=1 $(DRIFT)/venv/bin/python -m pytest -q -p no:cacheprovider > $(DRIFT)/pytest.log 2>&1; \
+	status=$$?; { echo "make drift, $$(date -u '+%Y-%m-%d %H:%M UTC'), Python $(PYTHON_VERSION)"; \
+	  $(PYTHON) lock/compare.py $(LOCK) $(DRIFT)/freeze.txt; \
+	  sed -n '/short test summary info/,$$p' $(DRIFT)/pytest.log | grep -E '^(FAILED|ERROR)' | cut -c1-200; \
+	  tail -n 1 $(DRIFT)/pytest.log; } | tee $(DRIFT)/report.txt; exit $$status
 
 .PHONY: report
 report:  ## tables, figures and results/report/README.md from every result under results/
