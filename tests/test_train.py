@@ -159,7 +159,9 @@ def test_two_processes_interrupted_and_resumed_match_one(tmp_path, sharding):
     assert (tmp_path / "two" / "resume" / "trainer.pt").is_file()
     run_cli(two, LAUNCH_TWO)
     one, two = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
-    assert one.keys() == two.keys() and all(torch.allclose(one[key], two[key], atol=1e-5) for key in one)
+    # gloo's all-reduce sums the two halves of the batch in another order than one process does: an uninterrupted
+    # 4-step two-process run already differs from one process by up to 1.9e-5 on the locked stack (lock/py3.11.txt)
+    assert one.keys() == two.keys() and all(torch.allclose(one[key], two[key], atol=1e-4) for key in one)
     assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "two"), abs=1e-4)
 
 
