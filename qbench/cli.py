@@ -79,8 +79,11 @@ def report(results: str = typer.Option("results", help="Folder of run summaries,
 def speed(
     model: str = typer.Option("cobra,ml-mamba,q-mamba,llava", help="Comma-separated presets or aliases."),
     tokens: str = typer.Option("", help="Comma-separated visual token counts (default: each model's own)."),
-    batch: str = typer.Option("1", help="Comma-separated batch sizes."),
-    engine: str = typer.Option("eager,graph", help="Comma-separated engines: eager, graph, mamba_ssm-cg."),
+    batch: str = typer.Option("1", help="Comma-separated batch sizes; 'max': the largest batch that fits (searched)."),
+    images: str = typer.Option("1", help="Comma-separated images per prompt (each through the tower and projector)."),
+    search_tokens: int = typer.Option(1 << 20, help="Cap of the --batch max search: prompt tokens in the whole batch."),
+    engine: str = typer.Option("", help="Comma-separated engines: eager, graph, graph-nocompile, mamba_ssm-cg "
+                                        "(default: the device's: eager and graph on a GPU, eager elsewhere)."),
     new_tokens: int = typer.Option(256, help="Tokens generated per sequence (EOS ignored)."),
     prompt_tokens: int = typer.Option(16, help="Text tokens in the prompt besides the visual ones."),
     device: str = typer.Option("auto", help="cuda, cpu, or auto (cuda when there is one)."),
@@ -93,7 +96,9 @@ def speed(
     from pathlib import Path
 
     from qbench.speed import (
+        LARGEST,
         SweepConfig,
+        default_engines,
         resolve_device,
         run_sweep,
         summary_table,
@@ -101,10 +106,13 @@ def speed(
     )
 
     try:
+        device = resolve_device(device)
         config = SweepConfig(models=split(model), tokens=[int(t) for t in split(tokens)] or [None],
-                             batches=[int(b) for b in split(batch)], engines=split(engine), new_tokens=new_tokens,
-                             prompt_tokens=prompt_tokens, device=resolve_device(device), dtype=dtype, repeats=repeats,
-                             checkpoint=checkpoint)
+                             batches=[b if b == LARGEST else int(b) for b in split(batch)],
+                             engines=split(engine) or default_engines(device), new_tokens=new_tokens,
+                             prompt_tokens=prompt_tokens, device=device, dtype=dtype, repeats=repeats,
+                             checkpoint=checkpoint, images=tuple(int(i) for i in split(images)),
+                             search_tokens=search_tokens)
         config.validate()
     except (ValueError, KeyError) as error:
         fail(str(error))

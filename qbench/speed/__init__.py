@@ -15,10 +15,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from qbench.speed.largest_batch import LARGEST
 from qbench.speed.results import ROW_FIELDS, SCHEMA, SpeedResults
-from qbench.speed.sweep import SweepConfig, resolve_device, run_sweep
+from qbench.speed.sweep import SweepConfig, default_engines, resolve_device, run_sweep
 
-SUMMARY = {"model": "model", "visual_tokens": "tokens", "batch": "batch", "engine": "engine", "status": "status",
+SUMMARY = {"model": "model", "visual_tokens": "tokens", "images": "images", "batch": "batch", "engine": "engine", "status": "status",
            "ttft_ms": "TTFT ms", "decode_tokens_per_s": "decode tok/s", "e2e_tokens_per_s": "e2e tok/s",
            "roofline_share": "of roofline", "peak_mem_gib": "peak GiB"}
 
@@ -57,4 +58,5 @@ def cell(value: object, key: str) -> str:
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
-__all__ = ["ROW_FIELDS", "SCHEMA", "SpeedResults", "SweepConfig", "resolve_device", "run_sweep", "summary_table", "track"]
+__all__ = ["LARGEST", "ROW_FIELDS", "SCHEMA", "SpeedResults", "SweepConfig", "default_engines", "resolve_device",
+           "run_sweep", "summary_table", "track"]
