@@ -81,7 +81,9 @@ def speed(
     tokens: str = typer.Option("", help="Comma-separated visual token counts (default: each model's own)."),
     batch: str = typer.Option("1", help="Comma-separated batch sizes; 'max': the largest batch that fits (searched)."),
     images: str = typer.Option("1", help="Comma-separated images per prompt (each through the tower and projector)."),
-    search_tokens: int = typer.Option(1 << 20, help="Cap of the --batch max search: prompt tokens in the whole batch."),
+    batch_limit: int = typer.Option(1 << 16, help="--batch max: the largest batch the search tries."),
+    measure_tokens: int = typer.Option(1 << 19, help="--batch max: measure at fewer sequences where the largest "
+                                                     "batch's prompts hold more tokens than this in all."),
     engine: str = typer.Option("", help="Comma-separated engines: eager, graph, graph-nocompile, mamba_ssm-cg "
                                         "(default: the device's: eager and graph on a GPU, eager elsewhere)."),
     new_tokens: int = typer.Option(256, help="Tokens generated per sequence (EOS ignored)."),
@@ -112,7 +114,7 @@ def speed(
                              engines=split(engine) or default_engines(device), new_tokens=new_tokens,
                              prompt_tokens=prompt_tokens, device=device, dtype=dtype, repeats=repeats,
                              checkpoint=checkpoint, images=tuple(int(i) for i in split(images)),
-                             search_tokens=search_tokens)
+                             batch_limit=batch_limit, measure_tokens=measure_tokens)
         config.validate()
     except (ValueError, KeyError) as error:
         fail(str(error))

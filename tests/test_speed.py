@@ -147,26 +147,28 @@ def test_the_largest_batch_is_searched_each_out_of_memory_try_recorded(tmp_path,
     result, document = speed(tmp_path, "--model", "tiny-llava", "--tokens", "16", "--batch", "1,max")
     assert result.exit_code == 0, result.output
     one, largest = document["rows"]
-    assert (one["batch"], one["batch_search"], one["status"]) == (1, None, "ok")
-    assert (largest["batch"], largest["batch_search"], largest["status"]) == (5, "largest", "ok")
+    assert (one["batch"], one["batch_search"], one["largest_batch"], one["status"]) == (1, None, None, "ok")
+    assert (largest["batch"], largest["batch_search"], largest["largest_batch"], largest["status"]) == (
+        5, "largest", 5, "ok")
     assert largest["decode_tokens_per_s"] > one["decode_tokens_per_s"]
     search, = document["searches"]
     assert [(t["batch"], t["status"]) for t in search["tries"]] == [
         (1, "ok"), (2, "ok"), (4, "ok"), (8, "oom"), (6, "oom"), (5, "ok")]
     assert "simulated" in search["tries"][3]["error"]
-    assert (search["largest"], search["capped"], search["visual_tokens"]) == (5, False, 16)
+    assert (search["largest"], search["at_limit"], search["measured_at"], search["visual_tokens"]) == (5, False, 5, 16)
     # the same command again keeps the searched row and does not search again
     result, again = speed(tmp_path, "--model", "tiny-llava", "--tokens", "16", "--batch", "1,max")
     assert result.exit_code == 0 and again["rows"] == document["rows"] and len(again["searches"]) == 1
 
 
-def test_a_search_stops_at_its_cap_and_says_so(tmp_path):
+def test_a_search_stops_at_its_limit_and_measures_at_most_the_tokens_asked(tmp_path):
     result, document = speed(tmp_path, "--model", "tiny-cobra", "--tokens", "16", "--batch", "max",
-                             "--search-tokens", "100")  # 32-token prompts: at most 3 sequences
+                             "--batch-limit", "5", "--measure-tokens", "100")  # 32-token prompts: 3 measured
     assert result.exit_code == 0, result.output
     row, = document["rows"]
-    assert (row["batch"], row["batch_search"], row["status"]) == (3, "cap", "ok")
-    assert [t["batch"] for t in document["searches"][0]["tries"]] == [1, 2, 3]
+    assert (row["batch"], row["batch_search"], row["largest_batch"], row["status"]) == (3, "below largest", 5, "ok")
+    search, = document["searches"]
+    assert [t["batch"] for t in search["tries"]] == [1, 2, 4, 5] and search["at_limit"]
 
 
 def test_a_context_that_does_not_fit_is_an_oom_row_and_the_sweep_goes_on(tmp_path, memory_for):
@@ -174,6 +176,6 @@ def test_a_context_that_does_not_fit_is_an_oom_row_and_the_sweep_goes_on(tmp_pat
     result, document = speed(tmp_path, "--model", "tiny-llava", "--tokens", "16", "--images", "16,1",
                              "--batch", "1,max")
     assert result.exit_code == 0, result.output
-    rows = [(r["images"], r["batch"], r["batch_search"], r["status"]) for r in document["rows"]]
-    assert rows == [(16, 1, None, "oom"), (16, 1, "largest", "oom"), (1, 1, None, "ok"), (1, 5, "largest", "ok")]
+    rows = [(r["images"], r["batch"], r["largest_batch"], r["status"]) for r in document["rows"]]
+    assert rows == [(16, 1, None, "oom"), (16, 1, 0, "oom"), (1, 1, None, "ok"), (1, 5, 5, "ok")]
     assert document["searches"][0]["largest"] == 0 and document["searches"][0]["tries"][0]["status"] == "oom"

@@ -1,9 +1,13 @@
 """The largest batch that fits: found by trying, not worked out from a formula.
 
-Doubling from one sequence until a batch runs out of memory (or reaches the search's cap), then bisection between the
-last batch that fit and the first that did not, until the two are within 1/PRECISION of each other. Each try is the
-point's real warm-up pass (batch-wide state, graph capture, a group's prefill, decode steps), where its peak memory is
-reached; a try that runs out of memory is recorded and its memory freed before the next.
+Doubling from one sequence until a batch runs out of memory (or reaches the search's limit), then bisection between
+the last batch that fit and the first that did not, until the two are within 1/PRECISION of each other. Each try is
+the point's real warm-up pass (batch-wide state, graph capture, the first group's prefill, decode steps), where its
+peak memory is reached; a try that runs out of memory is recorded and its memory freed before the next.
+
+Throughput is then measured at that batch, or at fewer sequences where prefilling them all would be more than
+MEASURE_TOKENS prompt tokens (a Mamba state is so small that thousands of long prompts fit: prefilling them all
+would take minutes).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 LARGEST = "max"  # a batch asked as this is the largest that fits
-SEARCH_TOKENS = 1 << 20  # the search stops at batches whose prompts hold this many tokens in all (its cap)
+BATCH_LIMIT = 1 << 16  # the search tries no larger batch
+MEASURE_TOKENS = 1 << 19  # throughput is measured at no batch whose prompts hold more tokens in all
 PRECISION = 16  # bisection stops once the first batch that failed is within 1/16 of the largest that fit
 
 
@@ -24,7 +29,7 @@ class Search:
 
     @property
     def capped(self) -> bool:
-        """Whether the cap itself fit: at least `largest` sequences fit, maybe many more."""
+        """Whether the cap itself fit: at least `largest` sequences fit, maybe more."""
         return self.largest == self.cap
 
     @property
@@ -33,8 +38,9 @@ class Search:
         return next((t for t in reversed(self.tries) if t["status"] != "ok"), None)
 
 
-def search_cap(prompt_length: int, search_tokens: int = SEARCH_TOKENS) -> int:
-    return max(1, search_tokens // prompt_length)
+def measured_batch(largest: int, prompt_length: int, measure_tokens: int = MEASURE_TOKENS) -> int:
+    """The batch whose throughput is measured: the largest that fits, unless its prompts are too many tokens."""
+    return max(1, min(largest, measure_tokens // prompt_length))
 
 
 def largest_batch(attempt: Callable[[int], dict], cap: int) -> Search:

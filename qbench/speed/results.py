@@ -13,12 +13,15 @@ from pathlib import Path
 from qbench.speed.largest_batch import LARGEST
 
 SCHEMA = "qbench.speed/1"
-ROW_FIELDS = ["model", "backbone", "projector", "visual_tokens", "images", "batch", "batch_search", "engine", "status",
+ROW_FIELDS = ["model", "backbone", "projector", "visual_tokens", "images", "batch", "batch_search", "largest_batch",
+              "engine", "status",
               "error", "new_tokens", "prompt_tokens", "dtype", "device", "kernel_path", "vision_ms", "projector_ms",
               "prefill_ms", "ttft_ms", "decode_tokens_per_s", "e2e_tokens_per_s", "peak_mem_gib", "weights_gib",
               "state_gib", "state_alloc_gib", "bytes_per_token", "roofline_tokens_per_s", "roofline_share", "repeats"]
-# what rows written before a field existed mean by its absence: one image per prompt, batch asked, not measured
-ADDED_FIELDS = {"images": 1, "batch_search": None, "state_alloc_gib": None}
+# What rows written before a field existed mean by its absence: one image per prompt, batch asked, not measured.
+# batch_search: None (the batch was asked), "largest" (the largest that fits) or "below largest" (fewer, see
+# qbench.speed.largest_batch); largest_batch: what the search found (0: not even one sequence fits).
+ADDED_FIELDS = {"images": 1, "batch_search": None, "largest_batch": None, "state_alloc_gib": None}
 
 POINT_FIELDS = ["model", "visual_tokens", "images", "batch", "engine", "new_tokens", "prompt_tokens", "dtype", "device"]
 # environment keys that must agree for two sweeps to share a folder

@@ -17,7 +17,7 @@ from qbench.backbones.fused import MIXERS
 from qbench.engine import ENGINES
 from qbench.presets import at_visual_tokens, get_preset
 from qbench.speed.environment import device_slug, environment
-from qbench.speed.largest_batch import LARGEST, SEARCH_TOKENS, Search, largest_batch, search_cap
+from qbench.speed.largest_batch import BATCH_LIMIT, LARGEST, MEASURE_TOKENS, Search, largest_batch, measured_batch
 from qbench.speed.point import Point, measure_engine, measure_reference, peak_gib, reset_peak, warm_decoder
 from qbench.speed.reference import REFERENCE_ENGINE
 from qbench.speed.results import SpeedResults
@@ -46,7 +46,8 @@ class SweepConfig:
     repeats: int = 3
     checkpoint: str | None = None
     images: tuple[int, ...] = (1,)  # images per prompt
-    search_tokens: int = SEARCH_TOKENS  # cap of the largest-batch search: prompt tokens in the whole batch
+    batch_limit: int = BATCH_LIMIT  # the largest-batch search tries no larger batch
+    measure_tokens: int = MEASURE_TOKENS  # ... and measures at a batch of at most this many prompt tokens
 
     def validate(self) -> None:
         """Refuse what cannot run, before anything is built."""
@@ -66,8 +67,8 @@ class SweepConfig:
         sizes = [batch for batch in self.batches if batch != LARGEST]
         if min(sizes, default=1) < 1 or self.new_tokens < 1 or self.repeats < 1 or self.prompt_tokens < 0:
             raise ValueError("batch sizes, --new-tokens and --repeats must be at least 1, --prompt-tokens at least 0")
-        if min(self.images) < 1 or self.search_tokens < 1:
-            raise ValueError("--images and --search-tokens must be at least 1")
+        if min(self.images) < 1 or self.batch_limit < 1 or self.measure_tokens < 1:
+            raise ValueError("--images, --batch-limit and --measure-tokens must be at least 1")
         if LARGEST in self.batches and REFERENCE_ENGINE in self.engines:
             raise ValueError(f"--batch {LARGEST} searches with qbench's engines; {REFERENCE_ENGINE} has its own state")
         if self.checkpoint and (len(self.models) != 1 or self.tokens != [None]):
@@ -80,7 +81,8 @@ class SweepConfig:
         tokens = ",".join(str(t) for t in self.tokens if t is not None)
         args = ["--model", ",".join(self.models), *(["--tokens", tokens] if tokens else []),
                 "--images", ",".join(map(str, self.images)), "--batch", ",".join(map(str, self.batches)),
-                *(["--search-tokens", str(self.search_tokens)] if LARGEST in self.batches else []),
+                *(["--batch-limit", str(self.batch_limit), "--measure-tokens", str(self.measure_tokens)]
+                  if LARGEST in self.batches else []),
                 "--engine", ",".join(self.engines),
                 "--new-tokens", str(self.new_tokens), "--prompt-tokens", str(self.prompt_tokens),
                 "--device", self.device, "--dtype", self.dtype, "--repeats", str(self.repeats),
@@ -176,7 +178,7 @@ def run_sweep(config: SweepConfig, out_dir: Path | None, command: str,
         spec = get_preset(model) if tokens is None else at_visual_tokens(get_preset(model), tokens)
         row = {"model": get_preset(model).name, "backbone": spec.backbone.kind, "projector": spec.projector.kind,
                "visual_tokens": point.images * (tokens or visual_tokens_of(spec)), "images": point.images,
-               "batch": point.batch or LARGEST, "batch_search": None, "engine": point.engine,
+               "batch": point.batch or LARGEST, "batch_search": None, "largest_batch": None, "engine": point.engine,
                "new_tokens": point.new_tokens, "prompt_tokens": point.prompt_tokens, "dtype": config.dtype,
                "device": config.device, "repeats": point.repeats}
         if results.has(row):
@@ -188,13 +190,14 @@ def run_sweep(config: SweepConfig, out_dir: Path | None, command: str,
             built = ((model, tokens), safely(functools.partial(build, config, model, tokens)))
         vlm = built[1]
         if isinstance(vlm, BaseException):
-            row |= failed(vlm) | ({} if point.batch else {"batch": 1, "batch_search": "largest"})
+            row |= failed(vlm) | ({} if point.batch else {"batch": 1, "batch_search": "largest", "largest_batch": 0})
         elif point.batch:
             row |= run_point(vlm, point, bandwidth)
         else:
-            search = search_largest(vlm, point, config.search_tokens)
-            results.add_search({key: row[key] for key in SEARCH_KEYS} | search_record(search))
-            row |= run_largest(vlm, point, search, bandwidth)
+            search = search_largest(vlm, point, config.batch_limit)
+            batch = measured_batch(search.largest, point.prompt_length(vlm), config.measure_tokens)
+            results.add_search({key: row[key] for key in SEARCH_KEYS} | search_record(search, batch))
+            row |= run_largest(vlm, point, search, batch, bandwidth)
         results.add(row)
         on_row(row)
     return results
@@ -203,7 +206,7 @@ def run_sweep(config: SweepConfig, out_dir: Path | None, command: str,
 SEARCH_KEYS = ["model", "visual_tokens", "images", "engine", "new_tokens", "prompt_tokens", "dtype", "device"]
 
 
-def search_largest(vlm: VLM, point: Point, search_tokens: int) -> Search:
+def search_largest(vlm: VLM, point: Point, limit: int) -> Search:
     """The largest batch of `point` that fits, each try a warm-up pass whose memory is freed after it."""
 
     def attempt(batch: int) -> dict:
@@ -214,7 +217,7 @@ def search_largest(vlm: VLM, point: Point, search_tokens: int) -> Search:
             return {"status": failed(peak)["status"], "error": failed(peak)["error"], "peak_mem_gib": None}
         return {"status": "ok", "error": None, "peak_mem_gib": peak}
 
-    return largest_batch(attempt, search_cap(point.prompt_length(vlm), search_tokens))
+    return largest_batch(attempt, limit)
 
 
 def warm_peak(vlm: VLM, point: Point) -> float | None:
@@ -222,17 +225,20 @@ def warm_peak(vlm: VLM, point: Point) -> float | None:
     return peak_gib(vlm.device)
 
 
-def search_record(search: Search) -> dict:
-    return {"cap": search.cap, "largest": search.largest, "capped": search.capped, "tries": search.tries}
+def search_record(search: Search, measured_at: int) -> dict:
+    return {"limit": search.cap, "largest": search.largest, "at_limit": search.capped,
+            "measured_at": measured_at if search.largest else None, "tries": search.tries}
 
 
-def run_largest(vlm: VLM, point: Point, search: Search, bandwidth: float | None) -> dict:
-    """The row of a LARGEST point: measured at the batch the search found (or its failure, at batch 1)."""
+def run_largest(vlm: VLM, point: Point, search: Search, batch: int, bandwidth: float | None) -> dict:
+    """The row of a LARGEST point: measured at `batch` (the largest that fits, or fewer: MEASURE_TOKENS), or, where
+    not even one sequence fits, the failure at batch 1."""
     if not search.largest:
         return {**EMPTY, "status": search.failure["status"], "error": search.failure["error"], "batch": 1,
-                "batch_search": "largest"}
-    measured = run_point(vlm, dataclasses.replace(point, batch=search.largest), bandwidth)
-    return measured | {"batch": search.largest, "batch_search": "cap" if search.capped else "largest"}
+                "batch_search": "largest", "largest_batch": 0}
+    measured = run_point(vlm, dataclasses.replace(point, batch=batch), bandwidth)
+    return measured | {"batch": batch, "batch_search": "largest" if batch == search.largest else "below largest",
+                       "largest_batch": search.largest}
 
 
 def run_point(vlm: VLM, point: Point, bandwidth: float | None) -> dict:
