@@ -82,8 +82,8 @@ def speed(
     batch: str = typer.Option("1", help="Comma-separated batch sizes; 'max': the largest batch that fits (searched)."),
     images: str = typer.Option("1", help="Comma-separated images per prompt (each through the tower and projector)."),
     batch_limit: int = typer.Option(1 << 16, help="--batch max: the largest batch the search tries."),
-    measure_tokens: int = typer.Option(1 << 19, help="--batch max: measure at fewer sequences where the largest "
-                                                     "batch's prompts hold more tokens than this in all."),
+    measure_tokens: int = typer.Option(1 << 19, help="--batch max: beyond this many prompt tokens in the batch, "
+                                                     "prefill one group and copy its state (decode measured only)."),
     engine: str = typer.Option("", help="Comma-separated engines: eager, graph, graph-nocompile, mamba_ssm-cg "
                                         "(default: the device's: eager and graph on a GPU, eager elsewhere)."),
     new_tokens: int = typer.Option(256, help="Tokens generated per sequence (EOS ignored)."),
@@ -101,6 +101,7 @@ def speed(
         LARGEST,
         SweepConfig,
         default_engines,
+        log_try,
         resolve_device,
         run_sweep,
         summary_table,
@@ -120,7 +121,8 @@ def speed(
         fail(str(error))
     try:
         with track(config, console) as on_row:
-            results = run_sweep(config, Path(output) if output else None, config.command(output), on_row)
+            results = run_sweep(config, Path(output) if output else None, config.command(output), on_row,
+                                log_try(console))
     except ValueError as error:  # an --output folder holding another machine's results
         fail(str(error))
     console.print(summary_table(results.rows))

@@ -155,20 +155,50 @@ def test_the_largest_batch_is_searched_each_out_of_memory_try_recorded(tmp_path,
     assert [(t["batch"], t["status"]) for t in search["tries"]] == [
         (1, "ok"), (2, "ok"), (4, "ok"), (8, "oom"), (6, "oom"), (5, "ok")]
     assert "simulated" in search["tries"][3]["error"]
-    assert (search["largest"], search["at_limit"], search["measured_at"], search["visual_tokens"]) == (5, False, 5, 16)
+    assert (search["largest"], search["at_limit"], search["prefilled"], search["visual_tokens"]) == (5, False, 5, 16)
     # the same command again keeps the searched row and does not search again
     result, again = speed(tmp_path, "--model", "tiny-llava", "--tokens", "16", "--batch", "1,max")
     assert result.exit_code == 0 and again["rows"] == document["rows"] and len(again["searches"]) == 1
 
 
-def test_a_search_stops_at_its_limit_and_measures_at_most_the_tokens_asked(tmp_path):
+def test_a_search_stops_at_its_limit_and_copies_states_beyond_the_tokens_to_prefill(tmp_path, monkeypatch):
+    from qbench.speed import point
+
+    monkeypatch.setattr(point, "PREFILL_TOKENS", 64)  # 32-token prompts: prefilled two at a time
     result, document = speed(tmp_path, "--model", "tiny-cobra", "--tokens", "16", "--batch", "max",
-                             "--batch-limit", "5", "--measure-tokens", "100")  # 32-token prompts: 3 measured
+                             "--batch-limit", "5", "--measure-tokens", "100")  # 5 x 32 tokens > 100: copies
     assert result.exit_code == 0, result.output
     row, = document["rows"]
-    assert (row["batch"], row["batch_search"], row["largest_batch"], row["status"]) == (3, "below largest", 5, "ok")
+    assert (row["batch"], row["batch_search"], row["largest_batch"], row["status"]) == (
+        5, "largest, states copied", 5, "ok")
+    assert row["decode_tokens_per_s"] > 0 and row["ttft_ms"] is None and row["e2e_tokens_per_s"] is None
     search, = document["searches"]
-    assert [t["batch"] for t in search["tries"]] == [1, 2, 4, 5] and search["at_limit"]
+    assert [t["batch"] for t in search["tries"]] == [1, 2, 4, 5] and search["at_limit"] and search["prefilled"] == 2
+
+
+@pytest.mark.parametrize("preset", ["tiny-cobra", "tiny-llava"])
+def test_rows_copied_from_a_prefilled_prompt_decode_like_it(preset):
+    import torch
+
+    from qbench.backbones import build_backbone
+    from qbench.engine.graph import copy_state
+    from qbench.presets import get_preset
+    from qbench.speed.point import repeat_rows
+
+    torch.manual_seed(0)
+    backbone = build_backbone(get_preset(preset).backbone).eval()
+    ids = torch.randint(3, 1000, (1, 6))
+    with torch.inference_mode():
+        alone = backbone.new_state(1, 12)
+        token = backbone.prefill(backbone.embed(ids), torch.ones_like(ids), alone).argmax(-1)
+        batch = backbone.new_state(5, 12)
+        backbone.prefill(backbone.embed(ids[:, :1].expand(5, 1)), torch.ones(5, 1, dtype=torch.long), batch)
+        copy_state(alone, batch, 0)
+        repeat_rows(batch, 1)
+        for _ in range(3):
+            expected = backbone.step(token, alone)
+            torch.testing.assert_close(backbone.step(token.expand(5), batch), expected.expand(5, -1))
+            token = expected.argmax(-1)
 
 
 def test_a_context_that_does_not_fit_is_an_oom_row_and_the_sweep_goes_on(tmp_path, memory_for):

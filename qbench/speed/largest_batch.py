@@ -5,9 +5,10 @@ the last batch that fit and the first that did not, until the two are within 1/P
 the point's real warm-up pass (batch-wide state, graph capture, the first group's prefill, decode steps), where its
 peak memory is reached; a try that runs out of memory is recorded and its memory freed before the next.
 
-Throughput is then measured at that batch, or at fewer sequences where prefilling them all would be more than
-MEASURE_TOKENS prompt tokens (a Mamba state is so small that thousands of long prompts fit: prefilling them all
-would take minutes).
+Throughput is then measured at that batch. A Mamba state is so small that thousands of long prompts fit, and
+prefilling them all would take minutes per pass: beyond MEASURE_TOKENS prompt tokens in the batch, the first group of
+prompts is prefilled and the other rows get copies of its state (every prompt is the same, so is its state). The
+decode is then measured at the whole batch; TTFT and end-to-end throughput are left empty.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from dataclasses import dataclass, field
 
 LARGEST = "max"  # a batch asked as this is the largest that fits
 BATCH_LIMIT = 1 << 16  # the search tries no larger batch
-MEASURE_TOKENS = 1 << 19  # throughput is measured at no batch whose prompts hold more tokens in all
-PRECISION = 16  # bisection stops once the first batch that failed is within 1/16 of the largest that fit
+MEASURE_TOKENS = 1 << 19  # a largest batch of more prompt tokens in all is prefilled one group, then copied
+PRECISION = 8  # bisection stops once the first batch that failed is within 1/8 of the largest that fit
 
 
 @dataclass
 class Search:
     cap: int  # the largest batch the search would try
-    tries: list[dict] = field(default_factory=list)  # {"batch", "status" (ok/oom/error), "error", "peak_mem_gib"}
+    tries: list[dict] = field(default_factory=list)  # {"batch", "status" (ok/oom/error), "error", "peak_mem_gib", ...}
     largest: int = 0  # the largest batch that fit (0: not even one sequence)
 
     @property
@@ -37,10 +38,6 @@ class Search:
         """The last try that did not fit."""
         return next((t for t in reversed(self.tries) if t["status"] != "ok"), None)
 
-
-def measured_batch(largest: int, prompt_length: int, measure_tokens: int = MEASURE_TOKENS) -> int:
-    """The batch whose throughput is measured: the largest that fits, unless its prompts are too many tokens."""
-    return max(1, min(largest, measure_tokens // prompt_length))
 
 
 def largest_batch(attempt: Callable[[int], dict], cap: int) -> Search:

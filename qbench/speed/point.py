@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from qbench.engine import EagerDecoder, GraphDecoder, make_decoder
-from qbench.engine.graph import copy_state
+from qbench.backbones import DecodeState
+from qbench.engine.graph import copy_state, tensors_of
 from qbench.speed.reference import (
     reference_generate,
     reference_model,
@@ -37,6 +38,9 @@ class Point:
     prompt_tokens: int  # text tokens besides the visual ones
     repeats: int
     images: int = 1  # images per prompt
+    # False: only the first group is prefilled and the other rows get copies of its state (every prompt is the same,
+    # so is its state): the decode is measured at the whole batch, TTFT and end to end are not
+    prefill_all: bool = True
 
     def prompt_length(self, vlm: VLM) -> int:
         return self.images * vlm.visual_tokens + self.prompt_tokens
@@ -77,8 +81,9 @@ def batch_state(vlm: VLM, decoder: EagerDecoder) -> int:
 @torch.inference_mode()
 def timed_pass(vlm: VLM, decoder: EagerDecoder, point: Point, new_tokens: int, groups: int | None = None) -> dict[str, float]:
     """Vision tower, projector and prefill of each group of prompts (summed), first token and the fixed-length
-    greedy decode of the whole batch, each timed; `groups` limits the prefill to the first groups (a warm-up)."""
-    plan = point.groups(vlm)[:groups]
+    greedy decode of the whole batch, each timed; `groups` limits the prefill to the first groups (a warm-up), whose
+    state the other rows then copy."""
+    plan = point.groups(vlm)[: groups if point.prefill_all else 1]
     all_pixels, all_text = random_inputs(vlm, plan[0][1], point)  # the same prompt for every sequence
     timeline = Timeline(vlm.device)
     timeline.mark("start")
@@ -97,7 +102,9 @@ def timed_pass(vlm: VLM, decoder: EagerDecoder, point: Point, new_tokens: int, g
         del group
         timeline.mark("prefill")
     token = torch.cat(logits).argmax(-1)
-    token = torch.cat([token, token[-1:].expand(decoder.batch - len(token))])  # rows a warm-up did not prefill
+    repeat_rows(decoder.state, len(token))
+    token = torch.cat([token, token[-1:].expand(decoder.batch - len(token))])
+    timeline.mark("copies")
     timeline.mark("first")
     for _ in range(new_tokens - 1):
         token = decoder.step(token).argmax(-1)
@@ -105,11 +112,26 @@ def timed_pass(vlm: VLM, decoder: EagerDecoder, point: Point, new_tokens: int, g
     return timeline.durations()
 
 
-def rates(ms: dict[str, float], batch: int, new_tokens: int) -> dict[str, float | None]:
+def repeat_rows(state: DecodeState, filled: int) -> None:
+    """Rows filled.. of every batch-wide state tensor become copies of rows ..filled, doubling the copied block."""
+    batch = state.mask.shape[0]
+    for tensor in tensors_of(state):
+        done = filled
+        while tensor.dim() and tensor.shape[0] == batch and done < batch:
+            count = min(done, batch - done)
+            tensor[done : done + count].copy_(tensor[:count])
+            done += count
+
+
+def rates(ms: dict[str, float], point: Point, new_tokens: int) -> dict[str, float | None]:
+    """Per-stage times and throughputs; TTFT and end to end only where every prompt was prefilled."""
     ttft = ms["vision"] + ms["projector"] + ms["prefill"] + ms["first"]
+    decode = point.batch * (new_tokens - 1) / (ms["decode"] * 1e-3) if new_tokens > 1 else None
+    if not point.prefill_all:
+        return {"vision_ms": None, "projector_ms": None, "prefill_ms": None, "ttft_ms": None,
+                "decode_tokens_per_s": decode, "e2e_tokens_per_s": None}
     return {"vision_ms": ms["vision"], "projector_ms": ms["projector"], "prefill_ms": ms["prefill"], "ttft_ms": ttft,
-            "decode_tokens_per_s": batch * (new_tokens - 1) / (ms["decode"] * 1e-3) if new_tokens > 1 else None,
-            "e2e_tokens_per_s": batch * new_tokens / ((ttft + ms["decode"]) * 1e-3)}
+            "decode_tokens_per_s": decode, "e2e_tokens_per_s": point.batch * new_tokens / ((ttft + ms["decode"]) * 1e-3)}
 
 
 def warm_decoder(vlm: VLM, point: Point) -> tuple[EagerDecoder, int]:
@@ -128,7 +150,7 @@ def measure_engine(vlm: VLM, point: Point) -> dict:
     decoder, taken = warm_decoder(vlm, point)
     runs = []
     for _ in range(point.repeats):
-        runs.append(rates(timed_pass(vlm, decoder, point, point.new_tokens), point.batch, point.new_tokens))
+        runs.append(rates(timed_pass(vlm, decoder, point, point.new_tokens), point, point.new_tokens))
     return {**median_of(runs), "peak_mem_gib": peak_gib(vlm.device), "weights_gib": parameter_bytes(vlm) / 2**30,
             "state_bytes": vlm.backbone.state_bytes(decoder.state),
             "state_alloc_gib": taken / 2**30 if vlm.device.type == "cuda" else None,

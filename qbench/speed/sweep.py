@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from qbench.backbones.fused import MIXERS
 from qbench.engine import ENGINES
 from qbench.presets import at_visual_tokens, get_preset
 from qbench.speed.environment import device_slug, environment
-from qbench.speed.largest_batch import BATCH_LIMIT, LARGEST, MEASURE_TOKENS, Search, largest_batch, measured_batch
+from qbench.speed.largest_batch import BATCH_LIMIT, LARGEST, MEASURE_TOKENS, Search, largest_batch
 from qbench.speed.point import Point, measure_engine, measure_reference, peak_gib, reset_peak, warm_decoder
 from qbench.speed.reference import REFERENCE_ENGINE
 from qbench.speed.results import SpeedResults
@@ -47,7 +48,7 @@ class SweepConfig:
     checkpoint: str | None = None
     images: tuple[int, ...] = (1,)  # images per prompt
     batch_limit: int = BATCH_LIMIT  # the largest-batch search tries no larger batch
-    measure_tokens: int = MEASURE_TOKENS  # ... and measures at a batch of at most this many prompt tokens
+    measure_tokens: int = MEASURE_TOKENS  # ... and prefills all of a largest batch only up to this many prompt tokens
 
     def validate(self) -> None:
         """Refuse what cannot run, before anything is built."""
@@ -165,8 +166,10 @@ def points_of(config: SweepConfig) -> Iterator[tuple[str, int | None, Point]]:
 
 
 def run_sweep(config: SweepConfig, out_dir: Path | None, command: str,
-              on_row: Callable[[dict], None] = lambda row: None) -> SpeedResults:
-    """Measure every point, writing speed.json/speed.csv after each; `on_row` sees each row as it lands."""
+              on_row: Callable[[dict], None] = lambda row: None,
+              on_try: Callable[[dict], None] = lambda attempt: None) -> SpeedResults:
+    """Measure every point, writing speed.json/speed.csv after each; `on_row` sees each row as it lands, `on_try`
+    each batch a largest-batch search tries."""
     config.validate()
     device = torch.device(config.device)
     env = environment(device)
@@ -194,10 +197,11 @@ def run_sweep(config: SweepConfig, out_dir: Path | None, command: str,
         elif point.batch:
             row |= run_point(vlm, point, bandwidth)
         else:
-            search = search_largest(vlm, point, config.batch_limit)
-            batch = measured_batch(search.largest, point.prompt_length(vlm), config.measure_tokens)
-            results.add_search({key: row[key] for key in SEARCH_KEYS} | search_record(search, batch))
-            row |= run_largest(vlm, point, search, batch, bandwidth)
+            search = search_largest(vlm, point, config.batch_limit, lambda attempt: on_try(row | attempt))
+            largest = dataclasses.replace(point, batch=max(1, search.largest), prefill_all=(
+                search.largest * point.prompt_length(vlm) <= config.measure_tokens))
+            results.add_search({key: row[key] for key in SEARCH_KEYS} | search_record(search, largest, vlm))
+            row |= run_largest(vlm, largest, search, bandwidth)
         results.add(row)
         on_row(row)
     return results
@@ -206,16 +210,19 @@ def run_sweep(config: SweepConfig, out_dir: Path | None, command: str,
 SEARCH_KEYS = ["model", "visual_tokens", "images", "engine", "new_tokens", "prompt_tokens", "dtype", "device"]
 
 
-def search_largest(vlm: VLM, point: Point, limit: int) -> Search:
+def search_largest(vlm: VLM, point: Point, limit: int, on_try: Callable[[dict], None]) -> Search:
     """The largest batch of `point` that fits, each try a warm-up pass whose memory is freed after it."""
 
     def attempt(batch: int) -> dict:
         reset_peak(vlm.device)
+        started = time.perf_counter()
         peak = safely(functools.partial(warm_peak, vlm, dataclasses.replace(point, batch=batch)))
         free_memory()
+        result = {"status": "ok", "error": None, "peak_mem_gib": peak, "seconds": time.perf_counter() - started}
         if isinstance(peak, BaseException):
-            return {"status": failed(peak)["status"], "error": failed(peak)["error"], "peak_mem_gib": None}
-        return {"status": "ok", "error": None, "peak_mem_gib": peak}
+            result |= {key: failed(peak)[key] for key in ("status", "error")} | {"peak_mem_gib": None}
+        on_try(result | {"batch": batch})
+        return result
 
     return largest_batch(attempt, limit)
 
@@ -225,20 +232,22 @@ def warm_peak(vlm: VLM, point: Point) -> float | None:
     return peak_gib(vlm.device)
 
 
-def search_record(search: Search, measured_at: int) -> dict:
+def search_record(search: Search, largest: Point, vlm: VLM) -> dict:
+    """What speed.json keeps of a search: every try, the largest batch, and how many of its prompts were prefilled."""
+    prefilled = largest.batch if largest.prefill_all else largest.groups(vlm)[0][1]
     return {"limit": search.cap, "largest": search.largest, "at_limit": search.capped,
-            "measured_at": measured_at if search.largest else None, "tries": search.tries}
+            "prefilled": prefilled if search.largest else None, "tries": search.tries}
 
 
-def run_largest(vlm: VLM, point: Point, search: Search, batch: int, bandwidth: float | None) -> dict:
-    """The row of a LARGEST point: measured at `batch` (the largest that fits, or fewer: MEASURE_TOKENS), or, where
-    not even one sequence fits, the failure at batch 1."""
+def run_largest(vlm: VLM, largest: Point, search: Search, bandwidth: float | None) -> dict:
+    """The row of a LARGEST point: measured at the largest batch that fits (its prompts all prefilled, or, beyond
+    --measure-tokens, one group prefilled and copied), or, where not even one sequence fits, the failure at batch 1."""
     if not search.largest:
         return {**EMPTY, "status": search.failure["status"], "error": search.failure["error"], "batch": 1,
                 "batch_search": "largest", "largest_batch": 0}
-    measured = run_point(vlm, dataclasses.replace(point, batch=batch), bandwidth)
-    return measured | {"batch": batch, "batch_search": "largest" if batch == search.largest else "below largest",
-                       "largest_batch": search.largest}
+    return run_point(vlm, largest, bandwidth) | {
+        "batch": largest.batch, "largest_batch": search.largest,
+        "batch_search": "largest" if largest.prefill_all else "largest, states copied"}
 
 
 def run_point(vlm: VLM, point: Point, bandwidth: float | None) -> dict:
