@@ -170,7 +170,7 @@ def test_a_search_stops_at_its_limit_and_copies_states_beyond_the_tokens_to_pref
     assert result.exit_code == 0, result.output
     row, = document["rows"]
     assert (row["batch"], row["batch_search"], row["largest_batch"], row["status"]) == (
-        5, "largest, states copied", 5, "ok")
+        5, "limit, states copied", 5, "ok")
     assert row["decode_tokens_per_s"] > 0 and row["ttft_ms"] is None and row["e2e_tokens_per_s"] is None
     search, = document["searches"]
     assert [t["batch"] for t in search["tries"]] == [1, 2, 4, 5] and search["at_limit"] and search["prefilled"] == 2
@@ -209,3 +209,25 @@ def test_a_context_that_does_not_fit_is_an_oom_row_and_the_sweep_goes_on(tmp_pat
     rows = [(r["images"], r["batch"], r["largest_batch"], r["status"]) for r in document["rows"]]
     assert rows == [(16, 1, None, "oom"), (16, 1, 0, "oom"), (1, 1, None, "ok"), (1, 5, 5, "ok")]
     assert document["searches"][0]["largest"] == 0 and document["searches"][0]["tries"][0]["status"] == "oom"
+
+
+def test_a_largest_batch_whose_whole_pass_runs_out_of_memory_is_measured_at_the_next_batch_that_fit(
+        tmp_path, memory_for, monkeypatch):
+    import torch
+
+    from qbench.speed import point
+
+    memory_for(5 * 35 + 10)  # the search finds 5
+    real = point.timed_pass
+
+    def timed_pass(vlm, decoder, measured, new_tokens, groups=None):
+        if groups is None and decoder.batch == 5:  # the warm-up fits, the whole pass does not
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated: the whole pass)")
+        return real(vlm, decoder, measured, new_tokens, groups)
+
+    monkeypatch.setattr(point, "timed_pass", timed_pass)
+    result, document = speed(tmp_path, "--model", "tiny-llava", "--tokens", "16", "--batch", "max")
+    assert result.exit_code == 0, result.output
+    row, = document["rows"]
+    assert (row["batch"], row["largest_batch"], row["batch_search"], row["status"]) == (4, 5, "largest", "ok")
+    assert document["searches"][0]["measured_at"] == 4

@@ -19,9 +19,10 @@ ROW_FIELDS = ["model", "backbone", "projector", "visual_tokens", "images", "batc
               "prefill_ms", "ttft_ms", "decode_tokens_per_s", "e2e_tokens_per_s", "peak_mem_gib", "weights_gib",
               "state_gib", "state_alloc_gib", "bytes_per_token", "roofline_tokens_per_s", "roofline_share", "repeats"]
 # What rows written before a field existed mean by its absence: one image per prompt, batch asked, not measured.
-# batch_search: None (the batch was asked), "largest" (the largest that fits) or "largest, states copied" (its decode
-# measured, its prompts not all prefilled: qbench.speed.largest_batch); largest_batch: what the search found (0: not
-# even one sequence fits).
+# batch_search: None (the batch was asked), "largest" (the largest that fits), "limit" (the search's limit, which fit:
+# more may), either with ", states copied" (decode measured, the prompts not all prefilled: qbench.speed.largest_batch);
+# largest_batch: what the search found (0: not even one sequence fits); batch: where it was measured, the largest
+# or, where that whole pass ran out of memory, a smaller batch that fit.
 ADDED_FIELDS = {"images": 1, "batch_search": None, "largest_batch": None, "state_alloc_gib": None}
 
 POINT_FIELDS = ["model", "visual_tokens", "images", "batch", "engine", "new_tokens", "prompt_tokens", "dtype", "device"]

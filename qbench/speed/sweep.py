@@ -198,10 +198,9 @@ def run_sweep(config: SweepConfig, out_dir: Path | None, command: str,
             row |= run_point(vlm, point, bandwidth)
         else:
             search = search_largest(vlm, point, config.batch_limit, lambda attempt: on_try(row | attempt))
-            largest = dataclasses.replace(point, batch=max(1, search.largest), prefill_all=(
-                search.largest * point.prompt_length(vlm) <= config.measure_tokens))
-            results.add_search({key: row[key] for key in SEARCH_KEYS} | search_record(search, largest, vlm))
-            row |= run_largest(vlm, largest, search, bandwidth)
+            measured, at = run_largest(vlm, point, search, config.measure_tokens, bandwidth)
+            results.add_search({key: row[key] for key in SEARCH_KEYS} | search_record(search, at, vlm))
+            row |= measured
         results.add(row)
         on_row(row)
     return results
@@ -232,22 +231,35 @@ def warm_peak(vlm: VLM, point: Point) -> float | None:
     return peak_gib(vlm.device)
 
 
-def search_record(search: Search, largest: Point, vlm: VLM) -> dict:
-    """What speed.json keeps of a search: every try, the largest batch, and how many of its prompts were prefilled."""
-    prefilled = largest.batch if largest.prefill_all else largest.groups(vlm)[0][1]
+def search_record(search: Search, measured: Point | None, vlm: VLM) -> dict:
+    """What speed.json keeps of a search: every try, the largest batch, the batch measured and how many of its
+    prompts were prefilled."""
+    prefilled = measured and (measured.batch if measured.prefill_all else measured.groups(vlm)[0][1])
     return {"limit": search.cap, "largest": search.largest, "at_limit": search.capped,
-            "prefilled": prefilled if search.largest else None, "tries": search.tries}
+            "measured_at": measured and measured.batch, "prefilled": prefilled, "tries": search.tries}
 
 
-def run_largest(vlm: VLM, largest: Point, search: Search, bandwidth: float | None) -> dict:
-    """The row of a LARGEST point: measured at the largest batch that fits (its prompts all prefilled, or, beyond
-    --measure-tokens, one group prefilled and copied), or, where not even one sequence fits, the failure at batch 1."""
+MEASURE_FALLBACKS = 2  # a largest batch whose whole measured pass runs out of memory: the next smaller tries that fit
+
+
+def run_largest(vlm: VLM, point: Point, search: Search, measure_tokens: int,
+                bandwidth: float | None) -> tuple[dict, Point | None]:
+    """The row of a LARGEST point and the point measured: at the largest batch that fits (its prompts all
+    prefilled, or, beyond `measure_tokens`, one group prefilled and copied). A try's warm-up prefills one group only:
+    where the whole pass then runs out of memory, the next smaller batches that fit are measured instead. Where not
+    even one sequence fits: the failure, at batch 1."""
     if not search.largest:
         return {**EMPTY, "status": search.failure["status"], "error": search.failure["error"], "batch": 1,
-                "batch_search": "largest", "largest_batch": 0}
-    return run_point(vlm, largest, bandwidth) | {
-        "batch": largest.batch, "largest_batch": search.largest,
-        "batch_search": "largest" if largest.prefill_all else "largest, states copied"}
+                "batch_search": "largest", "largest_batch": 0}, None
+    found = "limit" if search.capped else "largest"  # limit: the search's largest try fit, more may
+    fitted = sorted({t["batch"] for t in search.tries if t["status"] == "ok"}, reverse=True)
+    for batch in fitted[: 1 + MEASURE_FALLBACKS]:
+        measured = dataclasses.replace(point, batch=batch, prefill_all=batch * point.prompt_length(vlm) <= measure_tokens)
+        row = run_point(vlm, measured, bandwidth)
+        if row["status"] != "oom":
+            break
+    return row | {"batch": measured.batch, "largest_batch": search.largest,
+                  "batch_search": found if measured.prefill_all else f"{found}, states copied"}, measured
 
 
 def run_point(vlm: VLM, point: Point, bandwidth: float | None) -> dict:
