@@ -117,6 +117,14 @@ def log_axes(ax: Axes, y: bool = True) -> None:
         ax.yaxis.set_minor_formatter(NullFormatter())
 
 
+def log_grids(axes: list[Axes], xlabel: str) -> None:
+    """Log axes with a grid under one x label, on each panel."""
+    for ax in axes:
+        ax.set(xlabel=xlabel)
+        log_axes(ax)
+        ax.grid(alpha=0.3, which="both")
+
+
 def crossover_points(a: pd.Series, b: pd.Series) -> list[tuple[float, float]]:
     """Where two curves (value by x, both positive) cross, interpolating linearly on log-log axes."""
     low, high = max(a.index.min(), b.index.min()), min(a.index.max(), b.index.max())
@@ -307,10 +315,7 @@ def long_context(results: Results) -> tuple[Figure, pd.DataFrame]:
     axes[1].set(ylabel="ms", title="time to first token")
     lines(axes[2], speed, "visual_tokens", "decode_tokens_per_s", models)
     axes[2].set(ylabel="tokens/s", title="decode tokens/s")
-    for ax in axes:
-        ax.set(xlabel="visual tokens in the prompt")
-        log_axes(ax)
-        ax.grid(alpha=0.3, which="both")
+    log_grids(axes, "visual tokens in the prompt")
     legends(axes[0], models, engines, loc="upper left")
     speed_caption(fig, speed)
     return fig, speed
@@ -339,10 +344,7 @@ def full_batch(results: Results) -> tuple[Figure, pd.DataFrame]:
     lines(axes[1], single, "visual_tokens", "decode_tokens_per_s", models, crossings=False, linestyle=":",
           marker=".")
     axes[1].set(ylabel="decode tokens/s", title="decode tokens/s at the largest batch (solid) and at batch 1 (dotted)")
-    for ax in axes:
-        ax.set(xlabel="visual tokens per prompt")
-        log_axes(ax)
-        ax.grid(alpha=0.3, which="both")
+    log_grids(axes, "visual tokens per prompt")
     legends(axes[1], models, engines, loc="center right")
     speed_caption(fig, searched)
     return fig, pd.concat([searched, single])
