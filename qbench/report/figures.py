@@ -114,7 +114,8 @@ def log_axes(ax: Axes, y: bool = True) -> None:
     if y:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(NullFormatter())
+        low, high = ax.get_ylim()  # within about a decade, label the minor ticks too
+        ax.yaxis.set_minor_formatter(plain if high / low < 20 else NullFormatter())
 
 
 def log_grids(axes: list[Axes], xlabel: str) -> None:
