@@ -61,6 +61,12 @@ speed-gpu:  ## speed sweep on the GPU machine; SPEED_OUT=dir to choose where spe
 		--batch $(SPEED_BATCH) --repeats 3
 	HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli speed $(SPEED_COMMON) --tokens 576 --engine eager --batch 1 --repeats 1
 
+# Where backbones really differ: long visual contexts (up to 64 images per prompt, 12k-47k visual tokens) and the
+# largest batch that fits, for the five full presets in one device call (bench/speed_scale.sh says what and why).
+.PHONY: speed-scale
+speed-scale:  ## long-context and full-batch speed sweep on the GPU machine; OUT=dir for speed.json/csv
+	OUT=$(OUT) bash bench/speed_scale.sh
+
 # The offline mini-suites (see README, "Accuracy"): their datasets, and a tiny preset evaluated on them.
 EVAL_MODEL ?= tiny-cobra
 

@@ -102,8 +102,13 @@ def report(results: str = typer.Option("results", help="Folder of run summaries,
 def speed(
     model: str = typer.Option("cobra,ml-mamba,q-mamba,llava", help="Comma-separated presets or aliases."),
     tokens: str = typer.Option("", help="Comma-separated visual token counts (default: each model's own)."),
-    batch: str = typer.Option("1", help="Comma-separated batch sizes."),
-    engine: str = typer.Option("eager,graph", help="Comma-separated engines: eager, graph, mamba_ssm-cg."),
+    batch: str = typer.Option("1", help="Comma-separated batch sizes; 'max': the largest batch that fits (searched)."),
+    images: str = typer.Option("1", help="Comma-separated images per prompt (each through the tower and projector)."),
+    batch_limit: int = typer.Option(1 << 16, min=1, help="--batch max: the largest batch the search tries."),
+    measure_tokens: int = typer.Option(1 << 19, min=1, help="--batch max: beyond this many prompt tokens in the batch, "
+                                                     "prefill one group and copy its state (decode measured only)."),
+    engine: str = typer.Option("", help="Comma-separated engines: eager, graph, graph-nocompile, mamba_ssm-cg "
+                                        "(default: the device's: eager and graph on a GPU, eager elsewhere)."),
     new_tokens: int = typer.Option(256, min=1, help="Tokens generated per sequence (EOS ignored)."),
     prompt_tokens: int = typer.Option(16, min=0, help="Text tokens in the prompt besides the visual ones."),
     device: str = typer.Option("auto", help="cuda, cpu, or auto (cuda when there is one)."),
@@ -116,20 +121,26 @@ def speed(
     from pathlib import Path
 
     from qbench.speed import (
+        LARGEST,
         SweepConfig,
+        default_engines,
+        log_try,
         resolve_device,
         run_sweep,
         summary_table,
         track,
     )
 
+    device = resolve_device(device)
     config = SweepConfig(models=split(model), tokens=counts(tokens, "--tokens", "256,576") or [None],
-                         batches=counts(batch, "--batch", "1,8"), engines=split(engine), new_tokens=new_tokens,
-                         prompt_tokens=prompt_tokens, device=resolve_device(device), dtype=dtype, repeats=repeats,
-                         checkpoint=checkpoint)
+                         batches=[b if b == LARGEST else counts(b, "--batch", "1,8,max")[0] for b in split(batch)],
+                         engines=split(engine) or default_engines(device), new_tokens=new_tokens,
+                         prompt_tokens=prompt_tokens, device=device, dtype=dtype, repeats=repeats,
+                         checkpoint=checkpoint, images=tuple(counts(images, "--images", "1,4,16")),
+                         batch_limit=batch_limit, measure_tokens=measure_tokens)
     config.validate()
     with track(config, console) as on_row:
-        results = run_sweep(config, Path(output) if output else None, config.command(output), on_row)
+        results = run_sweep(config, Path(output) if output else None, config.command(output), on_row, log_try(console))
     console.print(summary_table(results.rows))
     console.print(f"[green]wrote[/green] {results.out_dir / 'speed.json'} and speed.csv", highlight=False)
 

@@ -1,4 +1,12 @@
-"""Each system's own prompt: the chat template, and where the visual tokens go in the sequence."""
+"""Each system's own prompt: the chat template, and where the visual tokens go in the sequence.
+
+Several images in one prompt (multi-image, video frames): each image goes through the tower and projector on its own,
+and the IMAGE slot of the template becomes one slot per image, joined by the format's `image_separator`. The papers
+describe one image only, so how each layout extends is qbench's choice, stated here: Cobra, ML-Mamba and Q-Mamba keep
+the visual tokens a pure prefix, the images' tokens back to back in order (nothing between them, as nothing stands
+between visual and text tokens); LLaVA-1.5 takes llava-hf's chat template for several images, an `<image>` line per
+image ("USER: <image>\n<image>\n{question} ASSISTANT:"). With one image both are exactly the single-image prompt.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +22,15 @@ class PromptFormat:
     template: str  # contains {question} and IMAGE exactly once
     bos: bool  # whether the tokenizer's BOS starts the sequence
     answer_suffix: str  # what ends an answer in training data (the EOS text)
+    image_separator: str = ""  # what stands between the slots of several images
 
-    def render(self, question: str) -> str:
-        return self.template.replace("{question}", question)
+    def render(self, question: str, images: int = 1) -> str:
+        slots = self.image_separator.join([IMAGE] * images)
+        return self.template.replace(IMAGE, slots).replace("{question}", question)
 
-    def split(self, question: str) -> tuple[str, str]:
-        """The prompt's text before and after the visual tokens."""
-        before, after = self.render(question).split(IMAGE)
-        return before, after
+    def split(self, question: str, images: int = 1) -> list[str]:
+        """The prompt's text around the visual tokens: before the first image, between images, after the last."""
+        return self.render(question, images).split(IMAGE)
 
 
 PROMPTS: Registry[PromptFormat] = Registry("prompt format")
@@ -30,4 +39,4 @@ PROMPTS.register("zephyr")(PromptFormat(IMAGE + "<|user|>\n{question}<|endoftext
 # Base (non-chat) Mamba LLMs.
 PROMPTS.register("mamba-base")(PromptFormat(IMAGE + "In: {question}\nOut: ", False, "<|endoftext|>"))
 # LLaVA-1.5 as llava-hf: BOS, then the visual tokens replace <image>.
-PROMPTS.register("llava")(PromptFormat("USER: " + IMAGE + "\n{question} ASSISTANT:", True, "</s>"))
+PROMPTS.register("llava")(PromptFormat("USER: " + IMAGE + "\n{question} ASSISTANT:", True, "</s>", "\n"))

@@ -37,7 +37,7 @@ class VLM(nn.Module):
         self.projector = projector
         self.backbone = backbone
         self.tokenizer = tokenizer
-        self.tokenized: dict[str, tuple[list[int], list[int]]] = {}  # question -> prompt_ids(question)
+        self.tokenized: dict[tuple[str, int], list[list[int]]] = {}  # (question, images) -> prompt_segments
         self.tokenized_answers: dict[str, list[int]] = {}  # answer -> answer_ids(answer)
 
     # --- facts -------------------------------------------------------------------------------------------------
@@ -86,40 +86,52 @@ class VLM(nn.Module):
 
     def prompt_ids(self, question: str) -> tuple[list[int], list[int]]:
         """Token ids before and after the visual tokens, in the system's own template."""
-        if question not in self.tokenized:
-            self.tokenized[question] = self.tokenize_prompt(question)
-        return self.tokenized[question]
+        before, after = self.prompt_segments(question)
+        return before, after
 
-    def tokenize_prompt(self, question: str) -> tuple[list[int], list[int]]:
+    def prompt_segments(self, question: str, images: int = 1) -> list[list[int]]:
+        """Token ids around the visual tokens of `images` images (before the first, between, after the last)."""
+        if (question, images) not in self.tokenized:
+            self.tokenized[question, images] = self.tokenize_prompt(question, images)
+        return self.tokenized[question, images]
+
+    def tokenize_prompt(self, question: str, images: int = 1) -> list[list[int]]:
         tokenizer = self.tokenizer
         image_id = tokenizer.convert_tokens_to_ids(IMAGE) if IMAGE in tokenizer.get_vocab() else None
         bos = [tokenizer.bos_token_id] if self.prompt.bos else []
-        if image_id is not None:  # tokenise the whole prompt, as llava-hf does, and split at <image>
-            ids = bos + tokenizer(self.prompt.render(question), add_special_tokens=False).input_ids
-            at = ids.index(image_id)
-            return ids[:at], ids[at + 1 :]
-        before, after = self.prompt.split(question)
+        if image_id is not None:  # tokenise the whole prompt, as llava-hf does, and split at each <image>
+            ids = bos + tokenizer(self.prompt.render(question, images), add_special_tokens=False).input_ids
+            cuts = [-1] + [at for at, token in enumerate(ids) if token == image_id] + [len(ids)]
+            return [ids[start + 1 : end] for start, end in zip(cuts, cuts[1:])]
         encode = lambda text: tokenizer(text, add_special_tokens=False).input_ids if text else []
-        return bos + encode(before), encode(after)
+        first, *rest = self.prompt.split(question, images)
+        return [bos + encode(first)] + [encode(text) for text in rest]
 
-    def build_inputs(self, visual: torch.Tensor, questions: Sequence[str],
-                     answers: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Left-padded input embeddings [B, L, D], mask [B, L] and labels [B, L] (-100 except answer tokens)."""
+    def build_inputs(self, visual: torch.Tensor, questions: Sequence[str], answers: Sequence[str] | None = None,
+                     images: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-padded input embeddings [B, L, D], mask [B, L] and labels [B, L] (-100 except answer tokens).
+
+        `visual` [B * images, T, D]: each prompt's images in order, their tokens placed in the system's layout."""
         rows = []
         for index, question in enumerate(questions):
-            before, after = self.prompt_ids(question)
+            *segments, after = self.prompt_segments(question, images)
             answer = self.answer_ids(answers[index]) if answers is not None else []
-            rows.append((before, after + answer, len(answer)))
-        count, length = visual.shape[1], max(len(b) + visual.shape[1] + len(a) for b, a, _ in rows)
+            rows.append((segments, after + answer, len(answer)))
+        count = visual.shape[1]
+        length = max(sum(map(len, s)) + images * count + len(a) for s, a, _ in rows)
         ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
         mask = torch.zeros(len(rows), length, dtype=torch.long)
         labels = torch.full((len(rows), length), -100, dtype=torch.long)
         is_visual = torch.zeros(len(rows), length, dtype=torch.bool)
-        for index, (before, after, answer_length) in enumerate(rows):
-            start = length - len(before) - count - len(after)
-            ids[index, start:] = torch.tensor(before + [self.pad_id] * count + after)
+        for index, (segments, after, answer_length) in enumerate(rows):
+            start = length - sum(map(len, segments)) - images * count - len(after)
+            row = []
+            for segment in segments:  # text, then one image's visual tokens
+                row += segment
+                is_visual[index, start + len(row) : start + len(row) + count] = True
+                row += [self.pad_id] * count
+            ids[index, start:] = torch.tensor(row + after)
             mask[index, start:] = 1
-            is_visual[index, start + len(before) : start + len(before) + count] = True
             if answer_length:
                 labels[index, length - answer_length :] = torch.tensor(after[len(after) - answer_length :])
         ids, mask, labels, is_visual = (t.to(self.device) for t in (ids, mask, labels, is_visual))
@@ -142,11 +154,15 @@ class VLM(nn.Module):
 
     # --- end to end --------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, images: Sequence[ImageLike], questions: Sequence[str], max_new_tokens: int = 16,
-                 engine: str = "eager") -> list[str]:
-        """Greedy answers, one per (image, question), stopping at EOS, decoded by `engine` (eager or graph)."""
-        visual = self.encode_images(self.preprocess(images))
-        embeds, mask, _ = self.build_inputs(visual, questions)
+    def generate(self, images: Sequence[ImageLike | Sequence[ImageLike]], questions: Sequence[str],
+                 max_new_tokens: int = 16, engine: str = "eager") -> list[str]:
+        """Greedy answers, one per (image, question), stopping at EOS, decoded by `engine` (eager or graph).
+
+        An entry of `images` may be a list of images (the same number for every question): one prompt over all of
+        them, in the system's multi-image layout (qbench.prompts)."""
+        flat, per_prompt = images_per_prompt(images)
+        visual = self.encode_images(self.preprocess(flat))
+        embeds, mask, _ = self.build_inputs(visual, questions, images=per_prompt)
         tokens = greedy_decode(self.backbone, embeds, mask, max_new_tokens, eos_id=self.eos_id, engine=engine)
         return [self.decode_answer(row) for row in tokens.tolist()]
 
@@ -157,6 +173,15 @@ class VLM(nn.Module):
 
     def answer(self, image: ImageLike, question: str, max_new_tokens: int = 16) -> str:
         return self.generate([image], [question], max_new_tokens)[0]
+
+
+def images_per_prompt(images: Sequence[ImageLike | Sequence[ImageLike]]) -> tuple[list[ImageLike], int]:
+    """All images in prompt order, and how many each prompt has (one image, or a list of them, per prompt)."""
+    groups = [list(entry) if isinstance(entry, (list, tuple)) else [entry] for entry in images]
+    counts = {len(group) for group in groups}
+    if len(counts) > 1 or 0 in counts:
+        raise ValueError(f"every prompt needs the same number of images (at least one); got {sorted(counts)}")
+    return [image for group in groups for image in group], counts.pop() if counts else 1
 
 
 @contextlib.contextmanager

@@ -60,6 +60,28 @@ def test_copied_state_decodes_like_the_original(preset):
             token = expected.argmax(-1)
 
 
+@pytest.mark.parametrize("preset", ["tiny-cobra", "tiny-ml-mamba", "tiny-llava"])
+def test_prompts_prefilled_a_group_at_a_time_decode_like_the_batch_prefilled_at_once(preset):
+    """What the speed sweep does with a large batch: each group of prompts into its rows of one batch-wide state."""
+    backbone = tiny_backbone(preset)
+    ids = torch.randint(3, backbone.model.config.vocab_size, (3, 7), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(ids)
+    with torch.inference_mode():
+        embeds = backbone.embed(ids)
+        whole = backbone.new_state(3, 16)
+        token = backbone.prefill(embeds, mask, whole).argmax(-1)
+        batch = backbone.new_state(3, 16)
+        backbone.prefill(backbone.embed(ids[:, :1]), mask[:, :1], batch)  # makes every tensor at the batch's size
+        for start, stop in ((0, 1), (1, 3)):
+            group = backbone.new_state(stop - start, 16)
+            backbone.prefill(embeds[start:stop], mask[start:stop], group)
+            copy_state(group, batch, start)
+        for _ in range(4):
+            expected = backbone.step(token, whole)
+            torch.testing.assert_close(backbone.step(token, batch), expected)
+            token = expected.argmax(-1)
+
+
 def test_eos_stops_all_rows_together():
     backbone = tiny_backbone("tiny-llava")
     ids, mask = left_padded_prompts(backbone.model.config.vocab_size)
@@ -84,12 +106,13 @@ def test_a_decoder_is_reused_across_prompts():
         decoder.prefill(backbone.embed(ids), mask)
 
 
-def test_graph_engine_is_refused_on_the_cpu():
+@pytest.mark.parametrize("engine", ["graph", "graph-nocompile"])
+def test_graph_engine_is_refused_on_the_cpu(engine):
     with pytest.raises(GraphUnavailable, match="needs a CUDA device"):
-        make_decoder("graph", tiny_backbone("tiny-cobra"), 1, 16)
+        make_decoder(engine, tiny_backbone("tiny-cobra"), 1, 16)
 
 
 def test_engine_registry_names_the_choices():
-    assert ENGINES.names() == ["eager", "graph"]
-    with pytest.raises(UnknownName, match="choose from: eager, graph"):
+    assert ENGINES.names() == ["eager", "graph", "graph-nocompile"]
+    with pytest.raises(UnknownName, match="choose from: eager, graph, graph-nocompile"):
         make_decoder("beam", tiny_backbone("tiny-cobra"), 1, 16)

@@ -79,3 +79,43 @@ def test_padding_does_not_change_an_answer():
         tokens_alone = greedy_decode(vlm.backbone, alone[0], alone[1], 8)
         tokens_batch = greedy_decode(vlm.backbone, batch[0], batch[1], 8)
         assert tokens_alone[0].tolist() == tokens_batch[0].tolist(), preset
+
+
+def test_a_multi_image_prompt_with_one_image_is_the_single_image_prompt():
+    from PIL import Image
+
+    image = Image.new("RGB", (64, 48), "green")
+    for preset in ("tiny-cobra", "tiny-llava"):
+        torch.manual_seed(0)
+        vlm = qbench.load_model(preset)
+        visual = vlm.encode_images(vlm.preprocess([image]))
+        single = vlm.build_inputs(visual, [QUESTION])
+        multi = vlm.build_inputs(visual, [QUESTION], images=1)
+        assert all(torch.equal(a, b) for a, b in zip(single, multi)), preset
+        assert vlm.prompt_segments(QUESTION, 1) == list(vlm.prompt_ids(QUESTION))
+        assert vlm.generate([[image]], [QUESTION], 6) == vlm.generate([image], [QUESTION], 6), preset
+
+
+def test_several_images_go_where_each_system_puts_them():
+    """Cobra: the images' visual tokens back to back as the prefix; LLaVA: one `<image>` line per image."""
+    cobra = qbench.load_model("tiny-cobra")
+    tokens, width = cobra.visual_tokens, cobra.backbone.hidden_size
+    visual = torch.randn(3, tokens, width)  # three images of one prompt
+    embeds, _, _ = cobra.build_inputs(visual, [QUESTION], images=3)
+    assert torch.equal(embeds[0, : 3 * tokens], visual.reshape(-1, width))
+    assert torch.equal(embeds[0, 3 * tokens :], cobra.backbone.embed(torch.tensor(cobra.prompt_ids(QUESTION)[1])))
+
+    llava = qbench.load_model("tiny-llava")
+    tokens, width = llava.visual_tokens, llava.backbone.hidden_size
+    segments = llava.prompt_segments(QUESTION, 2)
+    assert llava.tokenizer.decode(segments[0] + [llava.tokenizer.convert_tokens_to_ids("<image>")] + segments[1]
+                                  + [llava.tokenizer.convert_tokens_to_ids("<image>")] + segments[2],
+                                  skip_special_tokens=False).endswith(f"USER: <image>\n<image>\n{QUESTION} ASSISTANT:")
+    visual = torch.randn(2, tokens, width)
+    embeds, _, _ = llava.build_inputs(visual, [QUESTION], images=2)
+    first = len(segments[0])
+    second = first + tokens + len(segments[1])
+    assert torch.equal(embeds[0, first : first + tokens], visual[0])
+    assert torch.equal(embeds[0, first + tokens : second], llava.backbone.embed(torch.tensor(segments[1])))
+    assert torch.equal(embeds[0, second : second + tokens], visual[1])
+    assert embeds.shape[1] == second + tokens + len(segments[2])

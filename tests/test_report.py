@@ -25,6 +25,28 @@ SPEED_ROWS = [  # model, engine, visual tokens, batch, e2e tokens/s, peak GiB
 ]
 
 
+SCALE = {"cobra-3b": (729, 0.02, 286.0), "llava-1.5-7b": (576, 0.32, 140.0)}  # tokens/image, state GiB, decode
+
+
+def scale_rows() -> list[dict]:
+    """A long-context sweep (1, 4, 16 images at batch 1) and largest-batch searches, as `make speed-scale` writes."""
+    rows = []
+    for model, (tokens, state, rate) in SCALE.items():
+        grows = model.startswith("llava")
+        for images in (1, 4, 16):
+            rows.append({**speed_row(model, "graph-nocompile", tokens * images, 1, rate * 0.8, 7.0 + images),
+                         "images": images, "new_tokens": 64, "ttft_ms": 50.0 * images ** (1.5 if grows else 1),
+                         "decode_tokens_per_s": rate / (images ** 0.2 if grows else 1),
+                         "state_gib": state * (images if grows else 1)})
+    for model, images, batch, found, rate, e2e in (("llava-1.5-7b", 1, 352, "largest", 9000.0, 4000.0),
+                                                   ("llava-1.5-7b", 16, 24, "largest", 713.0, 125.0),
+                                                   ("cobra-3b", 1, 4096, "limit, states copied", 37279.0, None)):
+        rows.append({**speed_row(model, "graph-nocompile", SCALE[model][0] * images, batch, e2e or 0.0, 100.0),
+                     "images": images, "new_tokens": 64, "batch_search": found, "largest_batch": batch,
+                     "decode_tokens_per_s": rate, "e2e_tokens_per_s": e2e})
+    return rows
+
+
 def write_json(path: Path, doc: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc))
@@ -69,6 +91,10 @@ def results(tmp_path: Path) -> Path:
         "schema": "qbench.speed/1", "commands": ["qbench speed"], "created": "2026-11-22T08:00:00",
         "environment": {"gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11"}, "copy_bandwidth_gbs": 2938.0,
         "rows": rows})
+    write_json(root / "speed" / "h200_scale" / "speed.json", {
+        "schema": "qbench.speed/1", "commands": ["qbench speed --images 1,4,16"], "created": "2026-12-03T09:00:00",
+        "environment": {"gpu": "NVIDIA H200", "torch": "2.11"}, "copy_bandwidth_gbs": 4258.0, "rows": scale_rows(),
+        "searches": []})
     write_json(root / "ablation" / "lab" / "ablation.json", {
         "schema": "qbench.ablation/1", "name": "lab", "budget": {"steps": 300, "batch": 16, "lr": 1e-3, "seed": 0},
         "rows": [{"projector": p, "backbone": b, "queries": q, "visual_tokens": q or 64, "task": "mini_gqa",
@@ -105,7 +131,8 @@ def test_broken_and_older_files_are_skipped_with_a_warning_naming_them(results: 
     assert "runs/ml-mamba-2.7b__mini__2026-01-01T00:00:00/summary.json: schema 'qbench.run/0'" in messages[1]
     assert "speed/a100_old/speed.json: rows[0] has no 'model'" in messages[2]
     assert "ml-mamba-2.7b" not in set(collected.runs["model"])  # the rest is still read
-    assert len(collected.speed) == len(SPEED_ROWS) + 1 and len(collected.ablation) == 4
+    assert len(collected.speed) == len(SPEED_ROWS) + 1 + len(scale_rows()) and len(collected.ablation) == 4
+    assert set(collected.speed["images"]) == {1, 4, 16}  # rows from before multi-image prompts: one image
 
 
 def test_accuracy_table_puts_measured_mini_and_reported_numbers_in_marked_rows(results: Path, tmp_path: Path) -> None:
@@ -131,8 +158,8 @@ def test_accuracy_table_puts_measured_mini_and_reported_numbers_in_marked_rows(r
 def test_speed_tables_hold_each_configuration_and_the_same_engine_ratio(results: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     build(results, out)
-    speed = table(out, "speed")
-    assert len(speed) == len(SPEED_ROWS) + 1
+    speed = table(out, "speed_full")
+    assert len(speed) == len(SPEED_ROWS) + 1 + len(scale_rows())
     row = speed[(speed["model"] == "cobra-3b") & (speed["engine"] == "graph")].iloc[0]
     assert (row["visual tokens"], row["batch"], row["tokens/s"]) == (729, 1, 240.0)
     assert row["roofline share"] == pytest.approx(240.0 * 1.1 / 530.0)
@@ -142,6 +169,32 @@ def test_speed_tables_hold_each_configuration_and_the_same_engine_ratio(results:
     assert ratio[("measured", "eager", 196, "cobra-3b")] == pytest.approx(0.8)
     reported = ratio.xs("reported", level="numbers")
     assert reported.xs("cobra-3b", level="Mamba model").iloc[0] == pytest.approx(166.47 / 40.89)
+
+
+def test_the_speed_summary_is_one_readable_row_per_model_and_engine(results: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    build(results, out)
+    summary = table(out, "speed").set_index(["GPU", "model", "engine", "new tokens"])
+    assert len(summary) == 6  # H100: cobra and llava, eager and graph; H200: both under graph-nocompile
+    llava = summary.loc[("NVIDIA H200", "llava-1.5-7b", "graph-nocompile", 64)]
+    assert llava["visual tokens"] == "576 → 9,216" and llava["state GiB"] == "0.32 → 5.12"
+    assert llava["largest batch"] == "352 @ 576; 24 @ 9,216"
+    assert llava["decode tokens/s at largest"] == "9,000 @ 576; 713 @ 9,216"
+    cobra = summary.loc[("NVIDIA H200", "cobra-3b", "graph-nocompile", 64)]
+    assert cobra["largest batch"] == "≥4,096 @ 729" and pd.isna(cobra["tokens/s at largest"])  # states copied
+    assert summary.loc[("NVIDIA H100 80GB HBM3", "llava-1.5-7b", "eager", 256), "visual tokens"] == "196 → 729"
+    markdown = (out / "tables" / "speed.md").read_text()
+    assert len(markdown.splitlines()) == 2 + 6 and "≥4,096 @ 729" in markdown
+    assert "[full csv](tables/speed_full.csv)" in (out / "README.md").read_text()
+
+
+def test_crossovers_are_found_on_log_axes() -> None:
+    from qbench.report.figures import crossover_points
+
+    rising, flat = pd.Series([1.0, 4.0, 16.0], index=[1, 4, 16]), pd.Series([2.0, 2.0], index=[1, 16])
+    (x, y), = crossover_points(rising, flat)
+    assert x == pytest.approx(2.0) and y == pytest.approx(2.0)
+    assert crossover_points(rising, flat * 100) == []
 
 
 def test_ablation_table_is_projector_by_backbone(results: Path, tmp_path: Path) -> None:
@@ -157,7 +210,8 @@ def test_every_figure_is_a_non_empty_image_and_the_readme_shows_it(results: Path
     out = tmp_path / "report"
     build(results, out)
     readme = (out / "README.md").read_text()
-    for name in ("tokens_per_s", "memory", "ttft", "accuracy", "ablation", "speed_ratio"):
+    for name in ("tokens_per_s", "memory", "long_context", "full_batch", "ttft", "accuracy", "ablation",
+                 "speed_ratio"):
         with Image.open(out / "figures" / f"{name}.png") as image:
             assert image.width > 200 and image.height > 200
             assert len(np.unique(np.asarray(image.convert("L")))) > 2  # something is drawn, not a blank canvas

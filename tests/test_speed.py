@@ -99,3 +99,135 @@ def test_bad_requests_are_refused_before_anything_runs(tmp_path, args, message):
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
     assert not (tmp_path / "speed.json").exists()
+
+
+def test_on_the_cpu_without_engine_the_sweep_takes_the_engines_that_run_there(tmp_path):
+    result = runner.invoke(app, ["speed", "--model", "tiny-cobra", "--tokens", "16", "--new-tokens", "2", "--repeats",
+                                 "1", "--dtype", "fp32", "--device", "cpu", "--output", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "speed.json").read_text())["rows"]
+    assert [(row["engine"], row["status"]) for row in rows] == [("eager", "ok")]
+
+
+def test_several_images_per_prompt_multiply_the_visual_tokens(tmp_path):
+    result, document = speed(tmp_path, "--model", "tiny-cobra,tiny-llava", "--tokens", "16", "--images", "1,4")
+    assert result.exit_code == 0, result.output
+    rows = {(r["model"], r["images"]): r for r in document["rows"]}
+    assert {key: row["visual_tokens"] for key, row in rows.items()} == {
+        ("tiny-cobra", 1): 16, ("tiny-cobra", 4): 64, ("tiny-llava", 1): 16, ("tiny-llava", 4): 64}
+    assert all(row["status"] == "ok" for row in rows.values())
+    assert rows["tiny-llava", 4]["state_gib"] > rows["tiny-llava", 1]["state_gib"]  # the KV cache grows
+    assert rows["tiny-cobra", 4]["state_gib"] == rows["tiny-cobra", 1]["state_gib"]  # the Mamba state does not
+    assert "--images 1,4" in document["commands"][0]
+
+
+@pytest.fixture
+def memory_for(monkeypatch):
+    """A device with room for `slots` state positions (batch x length): a batch state beyond it runs out of memory."""
+    import torch
+
+    from qbench.speed import point
+
+    def cap(slots: int) -> None:
+        real = point.batch_state
+
+        def batch_state(vlm, decoder):
+            if decoder.batch * decoder.max_len > slots:
+                raise torch.OutOfMemoryError(f"CUDA out of memory (simulated: room for {slots} positions)")
+            return real(vlm, decoder)
+
+        monkeypatch.setattr(point, "batch_state", batch_state)
+
+    return cap
+
+
+def test_the_largest_batch_is_searched_each_out_of_memory_try_recorded(tmp_path, memory_for):
+    # tiny-llava at 16 visual tokens: 16 + 16 text + 3 new = 35 positions a sequence; room for 5 sequences
+    memory_for(5 * 35 + 10)
+    result, document = speed(tmp_path, "--model", "tiny-llava", "--tokens", "16", "--batch", "1,max")
+    assert result.exit_code == 0, result.output
+    one, largest = document["rows"]
+    assert (one["batch"], one["batch_search"], one["largest_batch"], one["status"]) == (1, None, None, "ok")
+    assert (largest["batch"], largest["batch_search"], largest["largest_batch"], largest["status"]) == (
+        5, "largest", 5, "ok")
+    assert largest["decode_tokens_per_s"] > one["decode_tokens_per_s"]
+    search, = document["searches"]
+    assert [(t["batch"], t["status"]) for t in search["tries"]] == [
+        (1, "ok"), (2, "ok"), (4, "ok"), (8, "oom"), (6, "oom"), (5, "ok")]
+    assert "simulated" in search["tries"][3]["error"]
+    assert (search["largest"], search["at_limit"], search["prefilled"], search["visual_tokens"]) == (5, False, 5, 16)
+    # the same command again keeps the searched row and does not search again
+    result, again = speed(tmp_path, "--model", "tiny-llava", "--tokens", "16", "--batch", "1,max")
+    assert result.exit_code == 0 and again["rows"] == document["rows"] and len(again["searches"]) == 1
+
+
+def test_a_search_stops_at_its_limit_and_copies_states_beyond_the_tokens_to_prefill(tmp_path, monkeypatch):
+    from qbench.speed import point
+
+    monkeypatch.setattr(point, "PREFILL_TOKENS", 64)  # 32-token prompts: prefilled two at a time
+    result, document = speed(tmp_path, "--model", "tiny-cobra", "--tokens", "16", "--batch", "max",
+                             "--batch-limit", "5", "--measure-tokens", "100")  # 5 x 32 tokens > 100: copies
+    assert result.exit_code == 0, result.output
+    row, = document["rows"]
+    assert (row["batch"], row["batch_search"], row["largest_batch"], row["status"]) == (
+        5, "limit, states copied", 5, "ok")
+    assert row["decode_tokens_per_s"] > 0 and row["ttft_ms"] is None and row["e2e_tokens_per_s"] is None
+    search, = document["searches"]
+    assert [t["batch"] for t in search["tries"]] == [1, 2, 4, 5] and search["at_limit"] and search["prefilled"] == 2
+
+
+@pytest.mark.parametrize("preset", ["tiny-cobra", "tiny-llava"])
+def test_rows_copied_from_a_prefilled_prompt_decode_like_it(preset):
+    import torch
+
+    from qbench.backbones import build_backbone
+    from qbench.engine.graph import copy_state
+    from qbench.presets import get_preset
+    from qbench.speed.point import repeat_rows
+
+    torch.manual_seed(0)
+    backbone = build_backbone(get_preset(preset).backbone).eval()
+    ids = torch.randint(3, 1000, (1, 6))
+    with torch.inference_mode():
+        alone = backbone.new_state(1, 12)
+        token = backbone.prefill(backbone.embed(ids), torch.ones_like(ids), alone).argmax(-1)
+        batch = backbone.new_state(5, 12)
+        backbone.prefill(backbone.embed(ids[:, :1].expand(5, 1)), torch.ones(5, 1, dtype=torch.long), batch)
+        copy_state(alone, batch, 0)
+        repeat_rows(batch, 1)
+        for _ in range(3):
+            expected = backbone.step(token, alone)
+            torch.testing.assert_close(backbone.step(token.expand(5), batch), expected.expand(5, -1))
+            token = expected.argmax(-1)
+
+
+def test_a_context_that_does_not_fit_is_an_oom_row_and_the_sweep_goes_on(tmp_path, memory_for):
+    memory_for(200)  # tiny-llava's 16-token images: one fits (35 positions), 16 do not (275)
+    result, document = speed(tmp_path, "--model", "tiny-llava", "--tokens", "16", "--images", "16,1",
+                             "--batch", "1,max")
+    assert result.exit_code == 0, result.output
+    rows = [(r["images"], r["batch"], r["largest_batch"], r["status"]) for r in document["rows"]]
+    assert rows == [(16, 1, None, "oom"), (16, 1, 0, "oom"), (1, 1, None, "ok"), (1, 5, 5, "ok")]
+    assert document["searches"][0]["largest"] == 0 and document["searches"][0]["tries"][0]["status"] == "oom"
+
+
+def test_a_largest_batch_whose_whole_pass_runs_out_of_memory_is_measured_at_the_next_batch_that_fit(
+        tmp_path, memory_for, monkeypatch):
+    import torch
+
+    from qbench.speed import point
+
+    memory_for(5 * 35 + 10)  # the search finds 5
+    real = point.timed_pass
+
+    def timed_pass(vlm, decoder, measured, new_tokens, groups=None):
+        if groups is None and decoder.batch == 5:  # the warm-up fits, the whole pass does not
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated: the whole pass)")
+        return real(vlm, decoder, measured, new_tokens, groups)
+
+    monkeypatch.setattr(point, "timed_pass", timed_pass)
+    result, document = speed(tmp_path, "--model", "tiny-llava", "--tokens", "16", "--batch", "max")
+    assert result.exit_code == 0, result.output
+    row, = document["rows"]
+    assert (row["batch"], row["largest_batch"], row["batch_search"], row["status"]) == (4, 5, "largest", "ok")
+    assert document["searches"][0]["measured_at"] == 4

@@ -1,4 +1,5 @@
-"""Decode engines: the same greedy, fixed-state decode for every backbone, `eager` or `graph` (CUDA graph)."""
+"""Decode engines: the same greedy, fixed-state decode for every backbone, `eager` or `graph` (CUDA graph;
+`graph-nocompile` without torch.compile's fusion of the Llama step)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import torch
 
 from qbench.backbones import Backbone
 from qbench.engine.eager import EagerDecoder, greedy
-from qbench.engine.graph import GraphDecoder, GraphUnavailable
+from qbench.engine.graph import GraphDecoder, GraphUnavailable, PlainGraphDecoder
 from qbench.registry import Registry
 
 ENGINES: Registry[type[EagerDecoder]] = Registry("engine")
 ENGINES.register("eager")(EagerDecoder)
 ENGINES.register("graph")(GraphDecoder)
+ENGINES.register("graph-nocompile")(PlainGraphDecoder)
 
 
 def make_decoder(engine: str, backbone: Backbone, batch: int, max_len: int) -> EagerDecoder:

@@ -25,6 +25,8 @@ class GraphUnavailable(RuntimeError):
 
 
 class GraphDecoder(EagerDecoder):
+    compiled_families = COMPILED_FAMILIES
+
     def __init__(self, backbone: Backbone, batch: int, max_len: int):
         device = next(backbone.parameters()).device
         if device.type != "cuda":
@@ -34,7 +36,7 @@ class GraphDecoder(EagerDecoder):
         self.graph: torch.cuda.CUDAGraph | None = None
         self.ids = torch.zeros(batch, dtype=torch.long, device=device)
         self.logits: torch.Tensor | None = None
-        self.compiled = backbone.family in COMPILED_FAMILIES
+        self.compiled = backbone.family in self.compiled_families
 
     @property
     def kernel_note(self) -> str:
@@ -53,6 +55,10 @@ class GraphDecoder(EagerDecoder):
         """Prefill the static state once (so every state tensor exists), warm up, and capture one step."""
         self.state = self.backbone.new_state(self.batch, self.max_len)
         self.backbone.prefill(embeds, mask, self.state)
+        self.capture_step()
+
+    def capture_step(self) -> None:
+        """Warm up and capture one step over `self.state`, which a prefill has already filled."""
         step = torch.compile(self.backbone.step, dynamic=False) if self.compiled else self.backbone.step
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -70,13 +76,24 @@ class GraphDecoder(EagerDecoder):
         return self.logits
 
 
-def copy_state(source: DecodeState, target: DecodeState) -> None:
-    """Copy every tensor of a prefilled state into the same-shaped tensors of the captured one, in place."""
+class PlainGraphDecoder(GraphDecoder):
+    """The graph engine without torch.compile: every backbone's own step captured as it is. Compiling costs about
+    45 s per Llama batch size and length, too much for a sweep over many of them."""
+
+    compiled_families = frozenset()
+
+
+def copy_state(source: DecodeState, target: DecodeState, start: int = 0) -> None:
+    """Copy every tensor of a prefilled state into the captured one, in place: into the same-shaped tensor, or, for a
+    state of fewer sequences, into rows `start`.. of the batch (its scalars, e.g. a step count, whole)."""
     pairs = list(zip(tensors_of(source), tensors_of(target), strict=True))
     for src, dst in pairs:
-        if src.shape != dst.shape:
+        if src.shape == dst.shape:
+            dst.copy_(src)
+        elif src.dim() and src.shape[1:] == dst.shape[1:] and start + src.shape[0] <= dst.shape[0]:
+            dst[start : start + src.shape[0]].copy_(src)
+        else:
             raise ValueError(f"state tensor of shape {tuple(src.shape)} cannot replace one of {tuple(dst.shape)}")
-        dst.copy_(src)
 
 
 def tensors_of(state: DecodeState) -> Iterator[torch.Tensor]:

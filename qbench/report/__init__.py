@@ -50,6 +50,8 @@ def remove_stale(out: Path) -> None:
         for name in names:
             for ext in extensions:
                 (folder / f"{name}.{ext}").unlink(missing_ok=True)
+    for name in TABLES:
+        (out / "tables" / f"{name}_full.csv").unlink(missing_ok=True)
 
 
 def build_report(results: str | Path = "results", out: str | Path = "results/report") -> list[Artefact]:

@@ -115,9 +115,9 @@ def run_rows(doc: dict[str, Any], source: str) -> list[Row]:
     return rows
 
 
-SPEED_NUMBERS = ("visual_tokens", "batch", "new_tokens", "prompt_tokens", "vision_ms", "projector_ms", "prefill_ms",
-                 "ttft_ms", "decode_tokens_per_s", "e2e_tokens_per_s", "peak_mem_gib", "weights_gib", "state_gib",
-                 "roofline_tokens_per_s", "roofline_share")
+SPEED_NUMBERS = ("visual_tokens", "images", "batch", "largest_batch", "new_tokens", "prompt_tokens", "vision_ms",
+                 "projector_ms", "prefill_ms", "ttft_ms", "decode_tokens_per_s", "e2e_tokens_per_s", "peak_mem_gib",
+                 "weights_gib", "state_gib", "state_alloc_gib", "roofline_tokens_per_s", "roofline_share")
 
 
 def object_rows(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -141,12 +141,15 @@ def speed_rows(doc: dict[str, Any], source: str) -> list[Row]:
             "engine": text(field_of(row, "engine", where), f"{where}.engine"),
             "status": text(field_of(row, "status", where), f"{where}.status"),
             **{key: number(row.get(key), f"{where}.{key}") for key in SPEED_NUMBERS},
+            "batch_search": row.get("batch_search"),  # None: the batch was asked, not searched
             "gpu": str(environment.get("gpu") or row.get("device") or "unknown"),
             "created": str(doc.get("created") or ""), "source": source,
         })
         for key in ("visual_tokens", "batch"):
             if math.isnan(rows[-1][key]):
                 raise BadResult(f"{where} has no {key!r}")
+        if math.isnan(rows[-1]["images"]):
+            rows[-1]["images"] = 1.0  # sweeps from before multi-image prompts
     return rows
 
 
@@ -196,7 +199,8 @@ KINDS: dict[str, ResultKind] = {kind.name: kind for kind in (
                ("model", "suite", "task", "metric", "value", "n_samples", "projector", "backbone", "limit",
                 "finished", "source"), run_rows),
     ResultKind("speed", "speed/*/speed.json", "qbench.speed/1", ("rows",),
-               ("model", "backbone", "projector", "engine", "status", *SPEED_NUMBERS, "gpu", "created", "source"),
+               ("model", "backbone", "projector", "engine", "status", *SPEED_NUMBERS, "batch_search", "gpu", "created",
+                "source"),
                speed_rows),
     ResultKind("ablation", "ablation/*/ablation.json", "qbench.ablation/1", ("name", "rows"),
                ("name", "projector", "backbone", "queries", "visual_tokens", "task", "metric", "value", "chance",

@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from qbench.presets import preset_names
 from qbench.report.collect import Results
@@ -23,6 +23,7 @@ from qbench.report.tables import (
     REPORTED,
     ablation_cells,
     accuracy_table,
+    is_mamba,
     latest_speed,
     measured_ratios,
     model_order,
@@ -34,7 +35,7 @@ from qbench.report.tables import (
 SAVE = {"png": {"dpi": 150, "metadata": {"Software": None}},
         "pdf": {"metadata": {"CreationDate": None, "Creator": None, "Producer": None}}}
 # One line style and marker per decode engine, the same in every figure; other engines share the last.
-ENGINE_STYLES = {"eager": ("-", "o"), "graph": ("--", "s"), "mamba_ssm-cg": (":", "^")}
+ENGINE_STYLES = {"eager": ("-", "o"), "graph": ("--", "s"), "graph-nocompile": ("-", "D"), "mamba_ssm-cg": (":", "^")}
 OTHER_ENGINE_STYLE = ("-.", "D")
 COMPONENTS = {"vision_ms": ("vision", 1.0, ""), "projector_ms": ("projector", 0.65, "//"),
               "prefill_ms": ("prefill", 0.35, "..")}
@@ -72,12 +73,12 @@ def legends(ax: Axes, models: list[str], engines: list[str] = (), loc: str = "be
 
 
 def ok_speed(results: Results, batch_one: bool = True, widest: str | None = None) -> pd.DataFrame:
-    """Successful speed rows (at batch 1), at one count of new tokens: rows generating different numbers of
+    """Successful speed rows (at batch 1, asked), at one count of new tokens: rows generating different numbers of
     tokens are different measurements. The count chosen has the most rows, or the most distinct `widest` values."""
     speed = latest_speed(results)
     speed = speed[speed["status"] == "ok"]
     if batch_one:
-        speed = speed[speed["batch"] == 1]
+        speed = speed[(speed["batch"] == 1) & speed["batch_search"].isna()]
     if speed.empty:
         raise NoData("no speed sweep with successful rows under results/speed/")
     spread = speed.groupby("new_tokens")[widest].nunique() if widest else speed.groupby("new_tokens").size()
@@ -90,14 +91,69 @@ def speed_caption(fig: Figure, speed: pd.DataFrame) -> None:
     fig.suptitle(f"{gpus}; {int(speed['new_tokens'].iloc[0])} new tokens", fontsize=9)
 
 
-def lines(ax: Axes, frame: pd.DataFrame, x: str, y: str, models: list[str]) -> list[str]:
-    """One line per model x engine x GPU (colour = model, style = engine); returns the engines drawn."""
+def lines(ax: Axes, frame: pd.DataFrame, x: str, y: str, models: list[str], crossings: bool = True,
+          **style: object) -> list[str]:
+    """One line per model x engine x GPU (colour = model, style = engine), and an X where a Transformer's line
+    crosses a Mamba model's; returns the engines drawn."""
     engines = sorted(set(frame["engine"]))
     for (gpu, model, engine), group in frame.groupby(["gpu", "model", "engine"], sort=True):
         group = group.dropna(subset=[y]).sort_values(x)
         linestyle, marker = engine_style(engine)
-        ax.plot(group[x], group[y], marker=marker, linestyle=linestyle, color=model_colour(model, models))
+        ax.plot(group[x], group[y], **{"marker": marker, "linestyle": linestyle, "color": model_colour(model, models),
+                                       **style})
+    if crossings:
+        mark_crossovers(ax, frame, x, y)
     return engines
+
+
+def log_axes(ax: Axes, y: bool = True) -> None:
+    """Log axes (x in powers of two), ticks as plain numbers."""
+    ax.set_xscale("log", base=2)
+    plain = FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}")
+    ax.xaxis.set_major_formatter(plain)
+    if y:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plain)
+        low, high = ax.get_ylim()  # within about a decade, label the minor ticks too
+        ax.yaxis.set_minor_formatter(plain if high / low < 20 else NullFormatter())
+
+
+def log_grids(axes: list[Axes], xlabel: str) -> None:
+    """Log axes with a grid under one x label, on each panel."""
+    for ax in axes:
+        ax.set(xlabel=xlabel)
+        log_axes(ax)
+        ax.grid(alpha=0.3, which="both")
+
+
+def crossover_points(a: pd.Series, b: pd.Series) -> list[tuple[float, float]]:
+    """Where two curves (value by x, both positive) cross, interpolating linearly on log-log axes."""
+    low, high = max(a.index.min(), b.index.min()), min(a.index.max(), b.index.max())
+    grid = np.array(sorted({x for x in (*a.index, *b.index) if low <= x <= high}), dtype=float)
+    if len(grid) < 2:
+        return []
+    log_x = np.log(grid)
+    log_a = np.interp(log_x, np.log(a.index.to_numpy(float)), np.log(a.to_numpy(float)))
+    log_b = np.interp(log_x, np.log(b.index.to_numpy(float)), np.log(b.to_numpy(float)))
+    gap = log_a - log_b
+    points = []
+    for i in np.flatnonzero(gap[:-1] * gap[1:] < 0):
+        share = gap[i] / (gap[i] - gap[i + 1])
+        points.append((float(np.exp(log_x[i] + share * (log_x[i + 1] - log_x[i]))),
+                       float(np.exp(log_a[i] + share * (log_a[i + 1] - log_a[i])))))
+    return points
+
+
+def mark_crossovers(ax: Axes, frame: pd.DataFrame, x: str, y: str) -> None:
+    """An X and its x value where a Transformer's curve crosses a Mamba model's (same GPU and engine)."""
+    for _, group in frame.groupby(["gpu", "engine"], sort=True):
+        curves = {model: mine.dropna(subset=[y]).groupby(x)[y].median() for model, mine in group.groupby("model")}
+        curves = {model: curve for model, curve in curves.items() if len(curve) > 1 and (curve > 0).all()}
+        for transformer, mamba in ((t, m) for t in curves for m in curves
+                                   if not is_mamba(t, None) and is_mamba(m, None)):
+            for cx, cy in crossover_points(curves[transformer], curves[mamba]):
+                ax.plot(cx, cy, marker="X", color="black", markersize=8, linestyle="none", zorder=5)
+                ax.annotate(f"{cx:,.0f}", (cx, cy), textcoords="offset points", xytext=(5, 5), fontsize=7)
 
 
 def tokens_per_s(results: Results) -> tuple[Figure, pd.DataFrame]:
@@ -108,7 +164,8 @@ def tokens_per_s(results: Results) -> tuple[Figure, pd.DataFrame]:
                                  ("tokens/s (image in to last token)", "decode tokens/s")):
         engines = lines(ax, speed, "visual_tokens", column, models)
         ax.set(xlabel="visual tokens", ylabel=label, title=label)
-        ax.grid(alpha=0.3)
+        log_axes(ax)
+        ax.grid(alpha=0.3, which="both")
     legends(axes[0], models, engines)
     speed_caption(fig, speed)
     return fig, speed
@@ -126,12 +183,11 @@ def memory(results: Results) -> tuple[Figure, pd.DataFrame]:
     widest = widest.sort_values(["batch", "visual_tokens"]).drop_duplicates("model", keep="last")
     by_batch = batches.merge(widest[["model", "visual_tokens"]], on=["model", "visual_tokens"])
     engines = sorted(set(engines) | set(lines(axes[1], by_batch, "batch", "peak_mem_gib", models)))
-    axes[1].set_xscale("log", base=2)
-    axes[1].xaxis.set_major_formatter(FormatStrFormatter("%d"))
     axes[1].set(xlabel="batch", ylabel="peak memory (GiB)", title=f"vs batch\n({int(batches['new_tokens'].iloc[0])} "
                 "new tokens; at the visual tokens with the most batch sizes)")
     for ax in axes:
-        ax.grid(alpha=0.3)
+        log_axes(ax)
+        ax.grid(alpha=0.3, which="both")
     legends(axes[0], models, engines)
     fig.suptitle("peak memory: " + ", ".join(sorted(set(tokens["gpu"]) | set(batches["gpu"]))), fontsize=9)
     return fig, pd.concat([tokens, by_batch])
@@ -246,6 +302,55 @@ def speed_ratio(results: Results) -> tuple[Figure, pd.DataFrame]:
     return fig, speed if len(measured) else speed.iloc[:0]
 
 
+def long_context(results: Results) -> tuple[Figure, pd.DataFrame]:
+    speed = ok_speed(results, widest="visual_tokens")
+    speed = speed[speed.groupby(["gpu", "model", "engine"])["visual_tokens"].transform("nunique") > 2]
+    if speed.empty:
+        raise NoData("no sweep at batch 1 over more than two visual token counts")
+    models = sorted(set(speed["model"]))
+    fig, axes = canvas(1, 3, figsize=(15, 4.3))
+    engines = lines(axes[0], speed, "visual_tokens", "peak_mem_gib", models)
+    lines(axes[0], speed, "visual_tokens", "state_gib", models, crossings=False, linestyle=":", marker=".")
+    axes[0].set(ylabel="GiB", title="peak memory (solid) and its KV cache or state (dotted)")
+    lines(axes[1], speed, "visual_tokens", "ttft_ms", models)
+    axes[1].set(ylabel="ms", title="time to first token")
+    lines(axes[2], speed, "visual_tokens", "decode_tokens_per_s", models)
+    axes[2].set(ylabel="tokens/s", title="decode tokens/s")
+    log_grids(axes, "visual tokens in the prompt")
+    legends(axes[0], models, engines, loc="upper left")
+    speed_caption(fig, speed)
+    return fig, speed
+
+
+def full_batch(results: Results) -> tuple[Figure, pd.DataFrame]:
+    speed = latest_speed(results)
+    searched = speed[speed["batch_search"].notna() & (speed["largest_batch"] > 0)]
+    if searched.empty:
+        raise NoData("no largest-batch search (`qbench speed --batch max`) under results/speed/")
+    new_tokens = searched["new_tokens"].value_counts().idxmax()
+    searched = searched[searched["new_tokens"] == new_tokens]
+    keys = ["gpu", "model", "engine", "new_tokens"]
+    single = speed[(speed["batch"] == 1) & speed["batch_search"].isna() & (speed["status"] == "ok")]
+    single = single.merge(searched[keys].drop_duplicates(), on=keys)
+    models = sorted(set(searched["model"]))
+    fig, axes = canvas(1, 2, figsize=(11, 4.3))
+    engines = lines(axes[0], searched, "visual_tokens", "largest_batch", models)
+    limit = searched[searched["batch_search"].str.startswith("limit")]
+    axes[0].scatter(limit["visual_tokens"], limit["largest_batch"], marker="^", s=80, color="black", zorder=4,
+                    label="the search's limit: at least this many fit")
+    axes[0].legend(fontsize=7, loc="lower left")
+    axes[0].set(ylabel="sequences", title="largest batch that fits (found by trying)")
+    measured = searched[searched["status"] == "ok"]
+    lines(axes[1], measured, "visual_tokens", "decode_tokens_per_s", models)
+    lines(axes[1], single, "visual_tokens", "decode_tokens_per_s", models, crossings=False, linestyle=":",
+          marker=".")
+    axes[1].set(ylabel="decode tokens/s", title="decode tokens/s at the largest batch (solid) and at batch 1 (dotted)")
+    log_grids(axes, "visual tokens per prompt")
+    legends(axes[1], models, engines, loc="center right")
+    speed_caption(fig, searched)
+    return fig, pd.concat([searched, single])
+
+
 @dataclass(frozen=True)
 class FigureSpec:
     title: str
@@ -255,9 +360,18 @@ class FigureSpec:
 
 FIGURES: dict[str, FigureSpec] = {
     "tokens_per_s": FigureSpec("Tokens/s vs visual tokens", "Throughput at batch 1 as the visual token count grows "
-                               "(colour = model, line style = engine).", tokens_per_s),
+                               "(colour = model, line style = engine; X: where a Transformer's curve crosses a "
+                               "Mamba model's).", tokens_per_s),
     "memory": FigureSpec("Peak memory vs visual tokens and vs batch", "Peak GPU memory while generating: a "
                          "Transformer's KV cache grows with the prompt, a Mamba state does not.", memory),
+    "long_context": FigureSpec("Long visual contexts", "At batch 1 from one image to many per prompt: a Transformer's "
+                               "KV cache, peak memory and time to first token climb with the visual tokens while a "
+                               "Mamba model's state stays the same size and its decode rate holds (X: where the "
+                               "Transformer's curve crosses a Mamba model's).", long_context),
+    "full_batch": FigureSpec("Full batches", "The largest batch that fits on the GPU, found by trying, falls with the "
+                             "visual tokens as a Transformer's KV cache fills the memory while thousands of Mamba "
+                             "states still fit, and with it the decode rate a server reaches (X: crossovers).",
+                             full_batch),
     "ttft": FigureSpec("Time to first token, split", "Time to first token at batch 1, split into the vision tower, "
                        "the projector and the LLM prefill.", ttft_split),
     "accuracy": FigureSpec("Accuracy per benchmark", "Measured scores (mini, lite and limited runs marked) and, separately, the "

@@ -42,7 +42,8 @@ def section(artefact: Artefact, results: Results, folder: Path) -> list[str]:
     if artefact.missing:
         return lines + [f"*Not made:* {artefact.missing}.", ""]
     origin = ", ".join(f"`{s}`" for s in artefact.sources) or "the papers' reported numbers only"
-    files = " · ".join(f"[{p.suffix[1:]}]({link(p, folder)})" for p in artefact.files)
+    files = " · ".join(f"[{p.name[len(artefact.name):].lstrip('_.').replace('.', ' ')}]({link(p, folder)})"
+                       for p in artefact.files)  # md, tex, csv, full csv, png, pdf
     lines += [f"From: {origin}. Files: {files}.", ""]
     if artefact.kind == "figure":
         return lines + [f"![{artefact.title}]({link(artefact.files[0], folder)})", ""]

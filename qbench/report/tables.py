@@ -36,6 +36,7 @@ class Table:
     frame: pd.DataFrame
     sources: list[str]
     formats: dict[str, str] = field(default_factory=dict)  # column -> format spec for Markdown and LaTeX
+    full: pd.DataFrame | None = None  # every row behind a summary table: written as <name>_full.csv only
 
     def display(self) -> pd.DataFrame:
         """The frame as strings: numbers formatted per column, missing values as a dash."""
@@ -62,6 +63,9 @@ class Table:
         paths[0].write_text(self.markdown(), encoding="utf-8")
         paths[1].write_text(self.latex(), encoding="utf-8")
         self.frame.to_csv(paths[2], index=False, lineterminator="\n")
+        if self.full is not None:
+            paths.append(folder / f"{self.name}_full.csv")
+            self.full.to_csv(paths[3], index=False, lineterminator="\n")
         return paths
 
 
@@ -152,32 +156,84 @@ def accuracy_notes(measured_benchmarks: set[str]) -> str:
 
 # ---- speed ----------------------------------------------------------------------------------------------------
 
-SPEED_KEY = ["gpu", "model", "visual_tokens", "batch", "engine", "new_tokens"]
-SPEED_COLUMNS = {"gpu": "GPU", "model": "model", "visual_tokens": "visual tokens", "batch": "batch",
-                 "engine": "engine", "new_tokens": "new tokens", "status": "status", "e2e_tokens_per_s": "tokens/s",
+SPEED_KEY = ["gpu", "model", "visual_tokens", "images", "batch", "batch_search", "engine", "new_tokens"]
+SPEED_COLUMNS = {"gpu": "GPU", "model": "model", "visual_tokens": "visual tokens", "images": "images", "batch": "batch",
+                 "batch_search": "batch found", "largest_batch": "largest batch", "engine": "engine",
+                 "new_tokens": "new tokens", "status": "status", "e2e_tokens_per_s": "tokens/s",
                  "decode_tokens_per_s": "decode tokens/s", "ttft_ms": "TTFT ms", "vision_ms": "vision ms",
                  "projector_ms": "projector ms", "prefill_ms": "prefill ms", "peak_mem_gib": "peak GiB",
+                 "weights_gib": "weights GiB", "state_gib": "state GiB", "state_alloc_gib": "state allocated GiB",
                  "roofline_share": "roofline share"}
 
 
 def latest_speed(results: Results) -> pd.DataFrame:
-    """One row per GPU x model x visual tokens x batch x engine x new tokens: the newest sweep's, in model order."""
-    speed = results.speed.sort_values(["created", "source"]).drop_duplicates(SPEED_KEY, keep="last")
+    """One row per GPU x model x visual tokens x images x batch (asked or searched) x engine x new tokens: the newest
+    sweep's, in model order."""
+    speed = results.speed.assign(batch_search=results.speed["batch_search"].fillna(""))
+    speed = speed.sort_values(["created", "source"]).drop_duplicates(SPEED_KEY, keep="last")
+    speed = speed.assign(batch_search=speed["batch_search"].replace("", None))
     order = {model: i for i, model in enumerate(model_order(speed["model"]))}
     speed = speed.assign(order=speed["model"].map(order))
     return speed.sort_values(["gpu", "order", "engine", "visual_tokens", "batch"]).drop(columns="order")
 
 
+def span(values: pd.Series, spec: str = ",.0f") -> str | None:
+    """'a -> b' from the first to the last value (one value alone; None for none)."""
+    values = values.dropna()
+    if values.empty:
+        return None
+    first, last = format(values.iloc[0], spec), format(values.iloc[-1], spec)
+    return first if len(values) == 1 or first == last else f"{first} → {last}"
+
+
+def at_tokens(frame: pd.DataFrame, column: str, spec: str = ",.0f", limit: bool = False) -> str | None:
+    """'value @ visual tokens' for each searched row ('≥' where the search stopped at its limit; the batch where it
+    was measured below the largest), '; '-joined."""
+    cells = []
+    for value, row in zip(frame[column], frame.itertuples()):
+        if pd.notna(value):
+            at_least = "≥" if limit and str(row.batch_search).startswith("limit") else ""
+            below = f" (batch {row.batch:,.0f})" if not limit and row.batch != row.largest_batch else ""
+            cells.append(f"{at_least}{format(value, spec)} @ {row.visual_tokens:,.0f}{below}")
+    return "; ".join(cells) or None
+
+
+def speed_summary(speed: pd.DataFrame) -> pd.DataFrame:
+    """One row per GPU x model x engine x new tokens: batch 1 from the fewest to the most visual tokens, the first
+    count that ran out of memory, the largest batch and its decode rate at each searched count."""
+    rows = []
+    for (gpu, model, engine, new_tokens), group in speed.groupby(["gpu", "model", "engine", "new_tokens"], sort=False):
+        asked = group[group["batch_search"].isna() & (group["batch"] == 1)].sort_values("visual_tokens")
+        one = asked[asked["status"] == "ok"]
+        oom = asked[asked["status"] == "oom"]["visual_tokens"]
+        searched = group[group["batch_search"].notna()].sort_values("visual_tokens")
+        if one.empty and oom.empty and searched.empty:
+            continue  # only failed rows: speed_full.csv has them
+        rows.append({"GPU": gpu, "model": model, "engine": engine, "new tokens": int(new_tokens),
+                     "visual tokens": span(one["visual_tokens"]), "decode tokens/s": span(one["decode_tokens_per_s"]),
+                     "TTFT ms": span(one["ttft_ms"]), "peak GiB": span(one["peak_mem_gib"], ".1f"),
+                     "state GiB": span(one["state_gib"], ".2f"),
+                     "out of memory from": f"{oom.min():,.0f}" if len(oom) else None,
+                     "largest batch": at_tokens(searched, "largest_batch", limit=True),
+                     "decode tokens/s at largest": at_tokens(searched, "decode_tokens_per_s"),
+                     "tokens/s at largest": at_tokens(searched, "e2e_tokens_per_s")})
+    return pd.DataFrame(rows, columns=["GPU", "model", "engine", "new tokens", "visual tokens", "decode tokens/s",
+                                       "TTFT ms", "peak GiB", "state GiB", "out of memory from", "largest batch",
+                                       "decode tokens/s at largest", "tokens/s at largest"])
+
+
 def speed_table(results: Results) -> Table:
     speed = latest_speed(results)
-    frame = speed[list(SPEED_COLUMNS)].rename(columns=SPEED_COLUMNS)
-    frame[["visual tokens", "batch", "new tokens"]] = frame[["visual tokens", "batch", "new tokens"]].astype(int)
-    formats = {"TTFT ms": ".1f", "vision ms": ".1f", "projector ms": ".1f", "prefill ms": ".1f",
-               "peak GiB": ".2f", "roofline share": ".2f"}
-    return Table("speed", "Speed per model, visual tokens, batch and engine",
-                 "tokens/s = new tokens / (image in to last token); decode tokens/s excludes the prefill; TTFT = "
-                 "vision + projector + prefill; roofline share = decode rate / (copy bandwidth / bytes read per "
-                 "token). Newest sweep per configuration.", frame, sources_of(speed), formats)
+    full = speed[list(SPEED_COLUMNS)].rename(columns=SPEED_COLUMNS)
+    return Table("speed", "Speed per model and engine: batch 1 over visual tokens, and the largest batch",
+                 "One row per GPU, model, engine and new tokens. Batch 1: each value at the fewest → the most visual "
+                 "tokens measured (tokens by resolution, queries or images per prompt); state GiB = the KV cache or "
+                 "Mamba state; out of memory from = the fewest visual tokens that did not fit at batch 1. Largest "
+                 "batch: found by the sweep's search at each searched visual token count (≥: the search stopped at its "
+                 "limit, and it fit), with its decode rate and its end-to-end rate (tokens/s = new tokens / (image in "
+                 "to last token); empty where its prompts were not all prefilled). Every row, asked batch sizes "
+                 "included, with vision, projector and prefill times and the roofline share: speed_full.csv.",
+                 speed_summary(speed), sources_of(speed), full=full)
 
 
 def measured_ratios(speed: pd.DataFrame) -> pd.DataFrame:

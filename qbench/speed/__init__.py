@@ -15,10 +15,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from qbench.speed.largest_batch import LARGEST
 from qbench.speed.results import ROW_FIELDS, SCHEMA, SpeedResults
-from qbench.speed.sweep import SweepConfig, resolve_device, run_sweep
+from qbench.speed.sweep import SweepConfig, default_engines, resolve_device, run_sweep
 
-SUMMARY = {"model": "model", "visual_tokens": "tokens", "batch": "batch", "engine": "engine", "status": "status",
+SUMMARY = {"model": "model", "visual_tokens": "tokens", "images": "images", "batch": "batch", "engine": "engine", "status": "status",
            "ttft_ms": "TTFT ms", "decode_tokens_per_s": "decode tok/s", "e2e_tokens_per_s": "e2e tok/s",
            "roofline_share": "of roofline", "peak_mem_gib": "peak GiB"}
 
@@ -40,6 +41,17 @@ def track(config: SweepConfig, console: Console) -> Iterator[Callable[[dict], No
         yield on_row
 
 
+def log_try(console: Console) -> Callable[[dict], None]:
+    """A console line for each batch a largest-batch search tries."""
+
+    def on_try(attempt: dict) -> None:
+        console.log(f"{attempt['model']} {attempt['visual_tokens']} tok: batch {attempt['batch']} "
+                    f"{'fits' if attempt['status'] == 'ok' else attempt['status']} ({attempt['seconds']:.1f} s)",
+                    highlight=False)
+
+    return on_try
+
+
 def summary_table(rows: list[dict]) -> Table:
     table = Table(title="qbench speed")
     for title in SUMMARY.values():
@@ -57,4 +69,5 @@ def cell(value: object, key: str) -> str:
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
-__all__ = ["ROW_FIELDS", "SCHEMA", "SpeedResults", "SweepConfig", "resolve_device", "run_sweep", "summary_table", "track"]
+__all__ = ["LARGEST", "ROW_FIELDS", "SCHEMA", "SpeedResults", "SweepConfig", "default_engines", "log_try",
+           "resolve_device", "run_sweep", "summary_table", "track"]

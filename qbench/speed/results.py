@@ -11,17 +11,28 @@ import json
 from pathlib import Path
 
 from qbench.inputs import read_json
+from qbench.speed.largest_batch import LARGEST
 
 SCHEMA = "qbench.speed/1"
-ROW_FIELDS = ["model", "backbone", "projector", "visual_tokens", "batch", "engine", "status", "error", "new_tokens",
-              "prompt_tokens", "dtype", "device", "kernel_path", "vision_ms", "projector_ms", "prefill_ms", "ttft_ms",
-              "decode_tokens_per_s", "e2e_tokens_per_s", "peak_mem_gib", "weights_gib", "state_gib",
-              "bytes_per_token", "roofline_tokens_per_s", "roofline_share", "repeats"]
+ROW_FIELDS = ["model", "backbone", "projector", "visual_tokens", "images", "batch", "batch_search", "largest_batch",
+              "engine", "status",
+              "error", "new_tokens", "prompt_tokens", "dtype", "device", "kernel_path", "vision_ms", "projector_ms",
+              "prefill_ms", "ttft_ms", "decode_tokens_per_s", "e2e_tokens_per_s", "peak_mem_gib", "weights_gib",
+              "state_gib", "state_alloc_gib", "bytes_per_token", "roofline_tokens_per_s", "roofline_share", "repeats"]
+# What rows written before a field existed mean by its absence: one image per prompt, batch asked, not measured.
+# batch_search: None (the batch was asked), "largest" (the largest that fits), "limit" (the search's limit, which fit:
+# more may), either with ", states copied" (decode measured, the prompts not all prefilled: qbench.speed.largest_batch);
+# largest_batch: what the search found (0: not even one sequence fits); batch: where it was measured, the largest
+# or, where that whole pass ran out of memory, a smaller batch that fit.
+ADDED_FIELDS = {"images": 1, "batch_search": None, "largest_batch": None, "state_alloc_gib": None}
 
-
-POINT_FIELDS = ["model", "visual_tokens", "batch", "engine", "new_tokens", "prompt_tokens", "dtype", "device"]
+POINT_FIELDS = ["model", "visual_tokens", "images", "batch", "engine", "new_tokens", "prompt_tokens", "dtype", "device"]
 # environment keys that must agree for two sweeps to share a folder
 SAME_MACHINE = ["device", "gpu", "driver", "torch", "transformers", "mamba_ssm", "causal_conv1d"]
+
+
+def point_key(row: dict) -> list:
+    return [LARGEST if field == "batch" and row.get("batch_search") else row[field] for field in POINT_FIELDS]
 
 
 class SpeedResults:
@@ -29,7 +40,8 @@ class SpeedResults:
         self.out_dir = out_dir
         self.document = {"schema": SCHEMA, "commands": [command],
                          "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                         "environment": environment, "copy_bandwidth_gbs": copy_bandwidth_gbs, "rows": []}
+                         "environment": environment, "copy_bandwidth_gbs": copy_bandwidth_gbs, "rows": [],
+                         "searches": []}
         earlier = out_dir / "speed.json"
         if earlier.is_file():
             remedy = "delete it to measure every point again, or choose another --output"
@@ -45,12 +57,16 @@ class SpeedResults:
         if differing:
             raise ValueError(f"{where} was measured with another {', '.join(differing)}: choose another --output")
         self.document |= {"commands": [*earlier["commands"], command], "created": earlier["created"],
-                          "rows": earlier["rows"]}
+                          "rows": [ADDED_FIELDS | row for row in earlier["rows"]],
+                          "searches": earlier.get("searches", [])}
 
     def has(self, point: dict) -> bool:
-        """Whether a row for this point (POINT_FIELDS) is already written."""
-        key = [point[field] for field in POINT_FIELDS]
-        return any([row[field] for field in POINT_FIELDS] == key for row in self.rows)
+        """Whether a row for this point (POINT_FIELDS; batch LARGEST matches a searched row) is already written."""
+        return any(point_key(row) == point_key(point) for row in self.rows)
+
+    def add_search(self, search: dict) -> None:
+        """A largest-batch search, every batch it tried; written with the next row."""
+        self.document["searches"].append(search)
 
     @property
     def rows(self) -> list[dict]:

@@ -27,13 +27,17 @@ class Timeline:
         self.names.append(name)
 
     def durations(self) -> dict[str, float]:
-        """{name of the later mark: ms since the previous mark}; waits for the device to finish."""
+        """{name of the later mark: ms since the previous mark}, summed over marks of the same name (a stage run
+        several times); waits for the device to finish."""
         if self.cuda:
             self.marks[-1].synchronize()
             gaps = [a.elapsed_time(b) for a, b in zip(self.marks, self.marks[1:])]
         else:
             gaps = [(b - a) * 1e3 for a, b in zip(self.marks, self.marks[1:])]
-        return dict(zip(self.names[1:], gaps))
+        totals: dict[str, float] = {}
+        for name, gap in zip(self.names[1:], gaps):
+            totals[name] = totals.get(name, 0.0) + gap
+        return totals
 
 
 def median_of(runs: Sequence[dict[str, float | None]]) -> dict[str, float | None]:
