@@ -316,7 +316,8 @@ def test_a_resume_on_changed_data_is_refused_saying_what_changed(data, tmp_path,
     mini.write(copy, seed=1, eval_questions=12, train_questions=4)  # other questions under the same path
     refused = qbench_run(*RUN, "--data-dir", str(copy), "--output", str(tmp_path / "runs"))
     assert refused.exit_code == 2
-    assert says(refused, f"{folder} holds an unfinished run") and says(refused, "the data of mini_vqav2")
+    assert says(refused, f"{folder} holds an unfinished run") and says(refused, "the data of mini_gqa,")
+    assert says(refused, f"mini_vqav2 ({copy.resolve()}/mini/GQA {fingerprint(data / 'mini' / 'GQA')[:12]} -> ")
     assert not says(refused, "the weights") and says(refused, f"to start fresh, remove or move {folder}")
     assert not (folder / "summary.json").exists() and len((folder / "progress-rank0.jsonl").read_text().split()) > 0
 

@@ -147,12 +147,19 @@ def changes(saved: dict[str, Any], identity: dict[str, Any]) -> list[str]:
         found.append(f"the weights (then {saved.get('checkpoint')}, now {identity['checkpoint']})")
     if "data" not in saved:
         return [*found, "the data (not recorded then)"]
-    for task in sorted(set(saved["data"]) | set(identity["data"])):
-        then, now_ = saved["data"].get(task) or {}, identity["data"].get(task) or {}
-        if then != now_:
-            found.append(f"the data of {task} (then {then.get('path') or then.get('hub_id')} {then.get('fingerprint')}"
-                         f", now {now_.get('path') or now_.get('hub_id')} {now_.get('fingerprint')})")
+    then, now_ = saved["data"], identity["data"]
+    tasks = [task for task in sorted(set(then) | set(now_)) if then.get(task) != now_.get(task)]
+    if tasks:
+        copies = sorted({f"{data_at(then.get(task))} -> {data_at(now_.get(task))}" for task in tasks})
+        found.append(f"the data of {', '.join(tasks)} ({'; '.join(copies)})")
     return found
+
+
+def data_at(data: dict[str, str | None] | None) -> str:
+    """A task's data in a few words: where it is and the start of its fingerprint."""
+    if not data:
+        return "none"
+    return f"{data['path'] or data['hub_id']} {(data['fingerprint'] or 'unpinned')[:12]}"
 
 
 def claim_folder(output: Path, request: dict[str, Any], identity: dict[str, Any]) -> tuple[Path, FolderLock]:
