@@ -4,8 +4,8 @@ what it holds.
 A file's fingerprint is the sha256 of its bytes; a folder's, that of its files' relative names and fingerprints,
 so the same data has the same fingerprint wherever it lies. Hidden files and folders do not count: they are
 bookkeeping, not data (a folder's lock, `hf download`'s .cache/, .gitattributes). Hashing a large local copy (tens of GB) takes a while,
-so each file's digest is remembered in <cache root>/fingerprints.json, keyed on its path, size and modification
-time: a file changed in any way is hashed again.
+so each file's digest is remembered in <cache root>/fingerprints.json, keyed on its path, inode, size and
+modification and change times: a file rewritten in any way is hashed again.
 """
 
 from __future__ import annotations
@@ -27,10 +27,18 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "qbench")
 
 
+def memo_key(path: Path) -> str | None:
+    """A file as the memo knows it: path, then inode, size and change times (None if it is gone)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return f"{path.resolve()}|{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
+
+
 def file_digest(path: Path, memo: dict[str, str] | None = None) -> str:
     """The sha256 of a file's bytes (looked up in `memo` by path, size and modification time first)."""
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = memo_key(path)
     if memo is not None and key in memo:
         return memo[key]
     digest = hashlib.sha256()
@@ -55,8 +63,9 @@ def fingerprint(path: str | Path) -> str:
         for file in sorted(p for p in path.rglob("*") if p.is_file() and not hidden(p.relative_to(path))):
             digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest(file, memo)}\n".encode())
         found = digest.hexdigest()
-    if len(memo) != known:
-        write_atomic(memo_file, json.dumps(memo, indent=0) + "\n")
+    if len(memo) != known:  # new digests: remember them, and forget files since changed or gone
+        current = {key: digest for key, digest in memo.items() if memo_key(Path(key.rpartition("|")[0])) == key}
+        write_atomic(memo_file, json.dumps(current, indent=0) + "\n")
     return found
 
 

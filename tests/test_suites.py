@@ -21,6 +21,7 @@ from qbench.fingerprint import fingerprint, weights_digest
 from qbench.folder import FolderBusy
 from qbench.presets import get_preset
 from qbench.suites import mini, runner
+from qbench.suites.tasks import cache_for
 from qbench.vlm import VLM
 
 MINI_TASKS = ["mini_vqav2", "mini_gqa", "mini_vizwiz", "mini_textvqa", "mini_pope_adv", "mini_pope_pop",
@@ -275,6 +276,20 @@ def test_a_run_records_the_fingerprint_of_each_tasks_data(data, tmp_path):
     assert set(summary["data"]) == set(MINI_TASKS) and summary["checkpoint"]["seed"] == runner.SEED
     identity = json.loads((folder / "run.json").read_text())
     assert identity["data"] == summary["data"] and identity["checkpoint"] == summary["checkpoint"]
+
+
+def test_the_same_data_maps_to_the_same_cache_wherever_it_lies_and_changed_data_to_another(data, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(data / "mini" / "POPE", copy)
+    assert fingerprint(copy) == fingerprint(data / "mini" / "POPE")
+    assert cache_for(copy) == cache_for(data / "mini" / "POPE")
+    parquet = copy / "data" / "test-00000-of-00001.parquet"
+    stat, body = parquet.stat(), bytearray(parquet.read_bytes())
+    body[-100] ^= 1  # one bit, same size, same modification time
+    parquet.write_bytes(bytes(body))
+    os.utime(parquet, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fingerprint(copy) != fingerprint(data / "mini" / "POPE")
+    assert cache_for(copy) != cache_for(data / "mini" / "POPE")
 
 
 def test_a_second_process_is_refused_while_the_first_writes_the_run(data, tmp_path, monkeypatch):

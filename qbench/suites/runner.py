@@ -293,18 +293,17 @@ def write_results(folder: Path, summary: dict[str, Any], rows: list[dict[str, An
 def claim(output: Path, request: dict[str, Any], identity: dict[str, Any]) -> tuple[Path, FolderLock | None]:
     """The run folder, claimed by rank 0 (which holds its lock: None on the other ranks); a refusal stops all."""
     rank, _, _ = process_rank()
-    folder, lock, refusal = None, None, None
+    outcome, lock = None, None
     if rank == 0:
         try:
             folder, lock = claim_folder(output, request, identity)
+            outcome = str(folder)
         except (FolderBusy, ResumeRefused) as refused:
-            refusal = refused
-    shared = from_rank0(str(folder) if refusal is None else None)
-    if refusal is not None:
-        raise refusal
-    if shared is None:
-        raise RuntimeError("rank 0 could not claim the run folder (its error says why)")
-    return Path(shared), lock
+            outcome = refused
+    outcome = from_rank0(outcome)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return Path(outcome), lock
 
 
 def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any], output: str | Path,
