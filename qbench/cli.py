@@ -188,7 +188,8 @@ def train(
     except KeyboardInterrupt:
         from qbench.train.loop import kept
 
-        interrupted(kept(out))
+        what = kept(out)
+        interrupted(what or f"no checkpoint in {out} yet", "resumes" if what else "starts it again")
     if PartialState().is_main_process:
         console.print(f"[green]wrote[/green] {result}", highlight=False)
 

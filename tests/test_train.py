@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from qbench.ablate import tiny_combo
 from qbench.checkpoints import save_native
 from qbench.cli import app
+from qbench.folder import FolderBusy, FolderLock
 from qbench.presets import get_preset
 from qbench.train import DataError, Example, Start, TrainConfig, llava_examples, loop, train
 from qbench.vlm import build_vlm
@@ -114,6 +115,14 @@ def test_a_kill_between_the_renames_of_a_save_resumes_from_its_checkpoint(tmp_pa
     assert losses(parted) == losses(whole) and sorted(p.name for p in parted.iterdir() if p.is_dir()) == []
     a, b = load_file(whole / "model.safetensors"), load_file(parted / "model.safetensors")
     assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_a_second_training_into_the_same_folder_is_refused_while_the_first_runs(tmp_path):
+    spec, examples, config = tiny_combo("mlp", "llama"), colour_examples(), TrainConfig(steps=2, batch_size=4)
+    with FolderLock(tmp_path), pytest.raises(FolderBusy, match=f"{tmp_path} is being written by pid {os.getpid()}"):
+        train(spec, examples, tmp_path, config, device="cpu", show_progress=False)
+    train(spec, examples, tmp_path, config, device="cpu", show_progress=False)  # once the first let go
+    assert json.loads((tmp_path / "train.json").read_text())["finished"]
 
 
 def test_ctrl_c_says_which_checkpoint_is_kept_and_the_command_that_resumes(tmp_path, monkeypatch):

@@ -400,11 +400,13 @@ def recover(out: Path) -> list[str]:
     return done
 
 
-def kept(out: Path) -> str:
-    """What an interrupted training leaves to resume from, in words."""
+def kept(out: Path) -> str | None:
+    """What an interrupted training leaves to resume from, in words (None: no checkpoint yet)."""
     newest = newest_checkpoint(Path(out))
-    return (f"the checkpoint of step {newest[1]} is kept in {newest[0]}" if newest and newest[1] >= 0 else
-            f"the checkpoint in {newest[0]} is kept" if newest else f"no checkpoint yet in {out}: it starts anew")
+    if newest is None:
+        return None
+    return f"the checkpoint of step {newest[1]} is kept in {newest[0]}" if newest[1] >= 0 else \
+        f"the checkpoint in {newest[0]} is kept"
 
 
 def train(spec: VLMSpec, examples: Sequence[Example], out: str | Path, config: TrainConfig,
