@@ -192,6 +192,7 @@ def train(
     from qbench.checkpoints.native import is_native
     from qbench.inputs import check_device, ensure_writable
     from qbench.train import Start, TrainConfig, llava_examples
+    from qbench.folder import FolderBusy
     from qbench.train import train as run_training
 
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, recipe=recipe, seed=seed, save_every=save_every)
@@ -213,8 +214,16 @@ def train(
         if not image_dir:
             fail("a LLaVA conversation JSON needs --image-dir")
         examples = llava_examples(data, image_dir)
-    result = run_training(spec, examples, out, config, device=device, stop_after=stop_after, start=begin,
-                          sharding=sharding, save_dtype=DTYPES[save_dtype] if save_dtype else None)
+    try:
+        result = run_training(spec, examples, out, config, device=device, stop_after=stop_after, start=begin,
+                              sharding=sharding, save_dtype=DTYPES[save_dtype] if save_dtype else None)
+    except FolderBusy as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        from qbench.train.loop import kept
+
+        what = kept(out)
+        interrupted(what or f"no checkpoint in {out} yet", "resumes" if what else "starts it again")
     if PartialState().is_main_process:
         console.print(f"[green]wrote[/green] {result}", highlight=False)
 
@@ -276,17 +285,41 @@ def run(
     variant: list[str] = typer.Option([], help="Score as a paper did, not as lmms-eval does (repeatable): "
                                       "textvqa_ocr=before-question (Cobra) or =after-question (LLaVA-1.5), "
                                       "pope_parsing=lenient (LLaVA-1.5, Cobra)."),
+    seed: int = typer.Option(0, help="Seed of random weights (--checkpoint random, or a preset without published "
+                             "weights); recorded with the run, which resumes only with the same."),
 ) -> None:
     """Evaluate a model on a suite through lmms-eval: summary.json and samples.jsonl in a new run folder."""
     import os
 
     os.environ.setdefault("LOGURU_LEVEL", "WARNING")  # lmms-eval's debug lines
     os.environ.setdefault("TQDM_DISABLE", "1")  # lmms-eval's and datasets' bars: the rich one says it all
+    from qbench.folder import FolderBusy
+    from qbench.suites.runner import RunInterrupted
     from qbench.suites.runner import run as run_suite
 
-    summary, folder = run_suite(model, suite, limit, checkpoint, data_dir, output, device, dtype, batch_size, variant)
+    try:
+        summary, folder = run_suite(model, suite, limit, checkpoint, data_dir, output, device, dtype, batch_size,
+                                    variant, seed=seed)
+    except FolderBusy as error:
+        fail(f"{error}. Wait for it to finish, or give another --output to run the same again separately")
+    except RunInterrupted as stop:
+        interrupted(f"{stop.kept} answers kept in {stop.folder}")
+    except KeyboardInterrupt:
+        interrupted("before a run folder was chosen: nothing to keep", "runs it again")
     if summary is not None:  # rank 0
         print_run(summary, folder)
+
+
+def interrupted(kept: str, then: str = "resumes") -> None:
+    """After Ctrl-C: one line saying what was kept and the command that resumes it; exit 130 as a shell does."""
+    import os
+    import shlex
+    import sys
+
+    if os.environ.get("RANK", "0") == "0":  # one line for a torchrun job, not one per process
+        console.print(f"[yellow]interrupted:[/yellow] {kept}; `{shlex.join(['qbench', *sys.argv[1:]])}` {then}",
+                      highlight=False, soft_wrap=True)
+    raise typer.Exit(130)
 
 
 def print_run(summary: dict, folder) -> None:
@@ -318,7 +351,11 @@ def data_mini(
     """Generate the mini-suites: scenes of coloured shapes and signs in the schemas of the five hub datasets."""
     from qbench.suites import mini
 
-    folder = mini.write(out, seed, eval_questions or mini.EVAL_QUESTIONS, train_questions or mini.TRAIN_QUESTIONS)
+    try:
+        folder = mini.write(out, seed, mini.EVAL_QUESTIONS if eval_questions is None else eval_questions,
+                            mini.TRAIN_QUESTIONS if train_questions is None else train_questions)
+    except ValueError as error:
+        fail(str(error))
     console.print(f"[green]wrote[/green] {folder}: {', '.join(mini.DATASETS)}", highlight=False)
 
 

@@ -46,6 +46,13 @@ def test_the_same_seed_writes_the_same_bytes_and_another_seed_other_data(written
         files(written)["VQAv2/data/validation-00000-of-00001.parquet"]
 
 
+@pytest.mark.parametrize("option", ["--eval", "--train"])
+def test_sizes_that_cannot_be_written_are_refused_not_replaced(tmp_path, option):
+    result = CliRunner().invoke(app, ["data", "mini", "--out", str(tmp_path), option, "0"])
+    assert result.exit_code == 2 and "at least 1 eval and 1 train question" in " ".join(result.output.split())
+    assert not (tmp_path / "mini").exists()
+
+
 def test_every_split_loads_with_the_hub_schema_where_the_lmms_eval_task_looks(written):
     for task, dataset in [("vqav2_val", "VQAv2"), ("gqa", "GQA"), ("vizwiz_vqa_val", "VizWiz-VQA"),
                           ("textvqa_val", "textvqa"), ("pope_adv", "POPE"), ("pope_pop", "POPE"),

@@ -77,6 +77,16 @@ def test_a_second_sweep_into_the_same_folder_keeps_what_was_measured(tmp_path):
     assert len(second["commands"]) == 2 and "--batch 1,2" in second["commands"][1]
 
 
+def test_a_point_asked_with_other_repeats_is_measured_again_and_its_row_replaced(tmp_path):
+    speed(tmp_path, "--model", "tiny-cobra", "--tokens", "16,36")
+    again = runner.invoke(app, ["speed", "--model", "tiny-cobra", "--tokens", "16", *COMMON, "--repeats", "2",
+                                "--output", str(tmp_path)])
+    assert again.exit_code == 0, again.output
+    document = json.loads((tmp_path / "speed.json").read_text())
+    assert [(row["visual_tokens"], row["repeats"]) for row in document["rows"]] == [(16, 2), (36, 1)]
+    assert len(document["commands"]) == 2 and "--repeats 2" in document["commands"][1]
+
+
 def test_a_sweep_refuses_to_join_results_from_another_machine(tmp_path):
     speed(tmp_path, "--model", "tiny-cobra", "--tokens", "16")
     document = json.loads((tmp_path / "speed.json").read_text())

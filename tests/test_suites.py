@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import datasets
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -16,13 +17,16 @@ from typer.testing import CliRunner
 import qbench
 from qbench.checkpoints import save_native
 from qbench.cli import app
+from qbench.fingerprint import fingerprint, weights_digest
+from qbench.folder import FolderBusy
 from qbench.presets import get_preset
 from qbench.suites import mini, runner
+from qbench.suites.tasks import cache_for
 from qbench.vlm import VLM
 
 MINI_TASKS = ["mini_vqav2", "mini_gqa", "mini_vizwiz", "mini_textvqa", "mini_pope_adv", "mini_pope_pop",
               "mini_pope_random"]
-ROW_KEYS = ["task", "doc_id", "question_id", "prompt", "answer", "target", "error", "score"]
+ROW_KEYS = ["task", "doc_id", "question_id", "prompt", "answer", "target", "error", "metric", "score"]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +87,7 @@ def test_run_mini_writes_the_summary_and_one_scored_row_per_sample(data, tmp_pat
     assert (summary["model"], summary["suite"], summary["limit"], summary["max_new_tokens"]) == ("tiny-cobra", "mini",
                                                                                                  2, 16)
     assert summary["spec"] == get_preset("tiny-cobra").to_dict()
-    assert summary["checkpoint"] == {"source": "random", "sha256": None}
+    assert summary["checkpoint"] == {"source": "random", "sha256": None, "seed": 0}
     assert list(summary["metrics"]) == MINI_TASKS
     assert set(summary["metrics"]["mini_vqav2"]) == {"exact_match"}
     pope = set(summary["metrics"]["mini_pope_adv"])
@@ -96,6 +100,10 @@ def test_run_mini_writes_the_summary_and_one_scored_row_per_sample(data, tmp_pat
     assert all(sorted(r) == sorted(ROW_KEYS) and 0 <= r["score"] <= 1 and r["error"] is None for r in rows)
     assert rows[0]["prompt"].endswith("\nAnswer the question using a single word or phrase.")
     assert not list(folder.glob("progress-*.jsonl"))
+    table = pd.read_json(folder / "samples.jsonl", lines=True, dtype={"question_id": str})  # as the README loads it
+    assert table["target"].map(type).eq(list).all() and table["question_id"].map(type).eq(str).all()
+    assert table.groupby("task", sort=False)["metric"].unique().map(list).to_dict() == {
+        task: ["pope_accuracy" if "pope" in task else "exact_match"] for task in MINI_TASKS}
 
 
 def test_evaluate_scores_a_model_in_memory_and_leaves_its_training_state_alone(data, tmp_path):
@@ -103,7 +111,7 @@ def test_evaluate_scores_a_model_in_memory_and_leaves_its_training_state_alone(d
     random_state = torch.get_rng_state()
     summary = runner.evaluate(vlm, "mini", limit=1, output=tmp_path, data_dir=data)
     assert summary["schema"] == "qbench.run/1" and list(summary["metrics"]) == MINI_TASKS
-    assert summary["checkpoint"] == {"source": "in-memory", "sha256": None}
+    assert summary["checkpoint"] == {"source": "in-memory", "sha256": weights_digest(vlm), "seed": None}
     assert vlm.training and torch.equal(torch.get_rng_state(), random_state)
 
 
@@ -184,7 +192,7 @@ def score_crafted(monkeypatch, data: Path, output: Path, suite: str, tasks: list
                   variants: tuple[str, ...] = ()) -> tuple[dict, list[dict], dict]:
     """A run stopped before its first answer, given crafted answers in its JSONL, then resumed and scored."""
     interrupt_after(monkeypatch, 0)
-    with pytest.raises(Interrupted):
+    with pytest.raises(runner.RunInterrupted):
         runner.run("tiny-cobra", suite, limit=limit, data_dir=data, output=output, device="cpu", variants=variants)
     folder = only_run(output)
     docs = {task: docs_of(data, task, limit) for task in tasks}
@@ -224,7 +232,7 @@ def test_lenient_pope_parsing_is_opt_in_and_named_in_the_summary(data, tmp_path,
 def test_an_interrupted_run_resumes_and_scores_every_sample_exactly_once(data, tmp_path, monkeypatch):
     made = interrupt_after(monkeypatch, 3)
     args = {"limit": 2, "data_dir": data, "output": tmp_path, "device": "cpu", "batch_size": 1}
-    with pytest.raises(Interrupted):
+    with pytest.raises(runner.RunInterrupted):
         runner.run("tiny-cobra", "mini", **args)
     folder = only_run(tmp_path)
     progress = folder / "progress-rank0.jsonl"
@@ -238,6 +246,110 @@ def test_an_interrupted_run_resumes_and_scores_every_sample_exactly_once(data, t
     keys = [(r["task"], r["doc_id"]) for r in rows]
     assert len(keys) == len(set(keys)) == 14 and summary["resumed_samples"] == 3
     assert summary["n_samples"] == {task: 2 for task in MINI_TASKS}
+
+
+# --- one writer, one identity: what answered is recorded, and a resume must match it ----------------------------------
+RUN = ["--model", "tiny-cobra", "--suite", "mini", "--limit", "2", "--device", "cpu", "--batch-size", "1"]
+
+
+def says(result, text: str) -> bool:
+    """Whether the command's output has `text` (the console wraps long lines where it likes)."""
+    return "".join(text.split()) in "".join(result.output.split())
+
+
+def interrupted_run(monkeypatch, data: Path, output: Path, *args: str) -> Path:
+    """`qbench run` stopped by Ctrl-C after its third answer; its run folder."""
+    interrupt_after(monkeypatch, 3)
+    result = qbench_run(*RUN, "--data-dir", str(data), "--output", str(output), *args)
+    folder = only_run(output)
+    assert result.exit_code == 130, result.output
+    assert says(result, f"interrupted: 3 answers kept in {folder}; `qbench ") and says(result, "` resumes")
+    interrupt_after(monkeypatch, 100)  # the model answers again
+    return folder
+
+
+def test_a_run_records_the_fingerprint_of_each_tasks_data(data, tmp_path):
+    summary, folder = runner.run("tiny-cobra", "mini", limit=1, data_dir=data, output=tmp_path, device="cpu")
+    vqav2 = data / "mini" / "VQAv2"
+    assert summary["data"]["mini_vqav2"] == {"source": "local", "hub_id": "mini/VQAv2", "revision": None,
+                                             "path": str(vqav2.resolve()), "fingerprint": fingerprint(vqav2)}
+    assert set(summary["data"]) == set(MINI_TASKS) and summary["checkpoint"]["seed"] == runner.SEED
+    identity = json.loads((folder / "run.json").read_text())
+    assert identity["data"] == summary["data"] and identity["checkpoint"] == summary["checkpoint"]
+
+
+def test_the_same_data_maps_to_the_same_cache_wherever_it_lies_and_changed_data_to_another(data, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(data / "mini" / "POPE", copy)
+    assert fingerprint(copy) == fingerprint(data / "mini" / "POPE")
+    assert cache_for(copy) == cache_for(data / "mini" / "POPE")
+    parquet = copy / "data" / "test-00000-of-00001.parquet"
+    stat, body = parquet.stat(), bytearray(parquet.read_bytes())
+    body[-100] ^= 1  # one bit, same size, same modification time
+    parquet.write_bytes(bytes(body))
+    os.utime(parquet, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fingerprint(copy) != fingerprint(data / "mini" / "POPE")
+    assert cache_for(copy) != cache_for(data / "mini" / "POPE")
+
+
+def test_a_second_process_is_refused_while_the_first_writes_the_run(data, tmp_path, monkeypatch):
+    folder = interrupted_run(monkeypatch, data, tmp_path)
+    hold = "import sys; from pathlib import Path; from qbench.folder import FolderLock; lock = FolderLock(Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(folder)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        busy = qbench_run(*RUN, "--data-dir", str(data), "--output", str(tmp_path))
+        assert busy.exit_code == 2
+        assert says(busy, f"{folder} is being written by pid {holder.pid} on ") and says(busy, "another --output")
+    finally:
+        holder.kill()  # however a process ends, the kernel lets go of its lock
+        holder.wait()
+    resumed = qbench_run(*RUN, "--data-dir", str(data), "--output", str(tmp_path))
+    assert resumed.exit_code == 0, resumed.output
+    summary = json.loads((folder / "summary.json").read_text())
+    assert only_run(tmp_path) == folder and summary["resumed_samples"] == 3 and len(read_rows(folder)) == 14
+
+
+def test_two_runs_started_together_never_share_a_folder(tmp_path):
+    request = {"model": "tiny-cobra", "suite": "mini", "limit": 2, "variants": {}, "max_new_tokens": 16,
+               "dtype": "float32"}
+    identity = {"checkpoint": {"source": "random", "sha256": None, "seed": 0}, "data": {}}
+    first, lock = runner.claim_folder(tmp_path, request, identity)
+    with pytest.raises(FolderBusy, match=f"{first} is being written by pid {os.getpid()}"):
+        runner.claim_folder(tmp_path, request, identity)  # the second finds the first's folder, and its lock
+    lock.release()
+    again, lock = runner.claim_folder(tmp_path, request, identity)
+    lock.release()
+    assert again == first and [p for p in tmp_path.iterdir() if p.is_dir()] == [first]
+
+
+def test_a_resume_on_changed_data_is_refused_saying_what_changed(data, tmp_path, monkeypatch):
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    folder = interrupted_run(monkeypatch, copy, tmp_path / "runs")
+    mini.write(copy, seed=1, eval_questions=12, train_questions=4)  # other questions under the same path
+    refused = qbench_run(*RUN, "--data-dir", str(copy), "--output", str(tmp_path / "runs"))
+    assert refused.exit_code == 2
+    assert says(refused, f"{folder} holds an unfinished run") and says(refused, "the data of mini_gqa,")
+    assert says(refused, f"mini_vqav2 ({copy.resolve()}/mini/GQA {fingerprint(data / 'mini' / 'GQA')[:12]} -> ")
+    assert not says(refused, "the weights") and says(refused, f"to start fresh, remove or move {folder}")
+    assert not (folder / "summary.json").exists() and len((folder / "progress-rank0.jsonl").read_text().split()) > 0
+
+
+def test_random_weights_are_seeded_and_a_resume_with_other_weights_is_refused(data, tmp_path, monkeypatch):
+    digests, execute = [], runner.execute
+    monkeypatch.setattr(runner, "execute", lambda vlm, *args: digests.append(weights_digest(vlm)) or execute(vlm, *args))
+    folder = interrupted_run(monkeypatch, data, tmp_path)
+    torch.manual_seed(123)  # the caller's random state does not choose the weights: the seed does
+    refused = qbench_run(*RUN, "--data-dir", str(data), "--output", str(tmp_path), "--seed", "1")
+    assert refused.exit_code == 2 and says(refused, "the weights (then {'source': 'random', 'sha256': None, 'seed': 0}, "
+                                               "now {'source': 'random', 'sha256': None, 'seed': 1})")
+    resumed = qbench_run(*RUN, "--data-dir", str(data), "--output", str(tmp_path))
+    assert resumed.exit_code == 0, resumed.output
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["checkpoint"] == {"source": "random", "sha256": None, "seed": 0} and summary["resumed_samples"] == 3
+    assert digests[0] == digests[2] != digests[1]
 
 
 # --- two processes ----------------------------------------------------------------------------------------------------

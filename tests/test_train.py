@@ -4,6 +4,7 @@ on from its weights; LLaVA-format data is read and bad data is refused clearly."
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +13,14 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
 from qbench.ablate import tiny_combo
 from qbench.checkpoints import save_native
+from qbench.cli import app
+from qbench.folder import FolderBusy, FolderLock
 from qbench.presets import get_preset
-from qbench.train import DataError, Example, Start, TrainConfig, llava_examples, train
+from qbench.train import DataError, Example, Start, TrainConfig, llava_examples, loop, train
 from qbench.vlm import build_vlm
 
 COLOURS = ["red", "green", "blue", "yellow"]
@@ -52,6 +56,92 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
     assert losses(parted) == losses(whole)
     a, b = load_file(whole / "model.safetensors"), load_file(parted / "model.safetensors")
     assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def checkpoint(out: Path, name: str, step: int, sealed: bool = True) -> None:
+    """A checkpoint folder as a save leaves it: sealed once complete, or cut short."""
+    (out / name).mkdir(parents=True)
+    (out / name / loop.TRAINER_FILE).write_text(str(step))
+    if sealed:
+        loop.seal(out / name, step)
+
+
+# What a kill can leave, save by save (resume.new/ written and sealed, resume/ -> resume.old/, resume.new/ -> resume/,
+# resume.old/ removed), and the checkpoint each must resume from.
+KILLED = {
+    "while writing the first save": ([("resume.new", 2, False)], None),
+    "after sealing the first save": ([("resume.new", 2, True)], 2),
+    "while writing a save": ([("resume", 2, True), ("resume.new", 4, False)], 2),
+    "after sealing a save": ([("resume", 2, True), ("resume.new", 4, True)], 4),
+    "between the two renames": ([("resume.old", 2, True), ("resume.new", 4, True)], 4),
+    "before removing the old one": ([("resume.old", 2, True), ("resume", 4, True)], 4),
+    "while removing the old one": ([("resume.old", 2, False), ("resume", 4, True)], 4),
+}
+
+
+@pytest.mark.parametrize("moment", KILLED)
+def test_every_state_a_kill_leaves_recovers_the_newest_complete_checkpoint(tmp_path, moment):
+    folders, expected = KILLED[moment]
+    for name, step, sealed in folders:
+        checkpoint(tmp_path, name, step, sealed)
+    said = loop.recover(tmp_path)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ([] if expected is None else ["resume"])
+    if expected is not None:
+        assert loop.sealed_step(tmp_path / "resume") == expected
+        assert (tmp_path / "resume" / loop.TRAINER_FILE).read_text() == str(expected)
+    recovered = [line for line in said if "recovered" in line]
+    assert bool(recovered) == (expected is not None and ("resume", expected, True) not in folders)
+    assert any("unfinished" in line for line in said) == any(not sealed for _, _, sealed in folders)
+    assert loop.recover(tmp_path) == []  # in order now
+
+
+def test_a_kill_between_the_renames_of_a_save_resumes_from_its_checkpoint(tmp_path, capfd, monkeypatch):
+    spec, examples = tiny_combo("mlp", "llama"), colour_examples()
+    config = TrainConfig(steps=5, batch_size=4, recipe="llava", save_every=10)
+    whole = train(spec, examples, tmp_path / "whole", config, device="cpu", show_progress=False)
+    parted = tmp_path / "parted"
+    train(spec, examples, parted, config, device="cpu", stop_after=2, show_progress=False)
+    shutil.copytree(parted / "resume", tmp_path / "step2")
+    train(spec, examples, parted, config, device="cpu", stop_after=1, show_progress=False)
+    (parted / "resume").rename(parted / "resume.new")  # the save of step 3 was being swapped in when killed
+    (tmp_path / "step2").rename(parted / "resume.old")
+    capfd.readouterr()
+    steps, plain = [], loop.Trainer.train_step
+    monkeypatch.setattr(loop.Trainer, "train_step", lambda self, *args: steps.append(1) or plain(self, *args))
+    train(spec, examples, parted, config, device="cpu", show_progress=False)
+    assert "recovered the complete checkpoint of step 3 from resume.new/" in capfd.readouterr().err
+    assert len(steps) == 2  # steps 4 and 5: nothing done is done again
+    assert losses(parted) == losses(whole) and sorted(p.name for p in parted.iterdir() if p.is_dir()) == []
+    a, b = load_file(whole / "model.safetensors"), load_file(parted / "model.safetensors")
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_a_second_training_into_the_same_folder_is_refused_while_the_first_runs(tmp_path):
+    spec, examples, config = tiny_combo("mlp", "llama"), colour_examples(), TrainConfig(steps=2, batch_size=4)
+    with FolderLock(tmp_path), pytest.raises(FolderBusy, match=f"{tmp_path} is being written by pid {os.getpid()}"):
+        train(spec, examples, tmp_path, config, device="cpu", show_progress=False)
+    train(spec, examples, tmp_path, config, device="cpu", show_progress=False)  # once the first let go
+    assert json.loads((tmp_path / "train.json").read_text())["finished"]
+
+
+def test_ctrl_c_says_which_checkpoint_is_kept_and_the_command_that_resumes(tmp_path, monkeypatch):
+    calls, plain = [], loop.Trainer.train_step
+
+    def interrupted(self, *args):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return plain(self, *args)
+
+    monkeypatch.setattr(loop.Trainer, "train_step", interrupted)
+    args = ["train", "--model", "tiny-llava", "--out", str(tmp_path), "--train-questions", "2", "--steps", "6",
+            "--batch-size", "2", "--recipe", "cobra", "--save-every", "2", "--device", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 130
+    said = "".join(result.output.split())  # the console wraps long lines where it likes
+    assert "".join(f"interrupted: the checkpoint of step 2 is kept in {tmp_path / 'resume'}; `qbench".split()) in said
+    assert said.endswith("`resumes")
 
 
 def test_a_step_whose_gradient_overflows_is_skipped_and_counted(tmp_path, monkeypatch):

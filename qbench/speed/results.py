@@ -1,8 +1,9 @@
 """speed.json and speed.csv: one row per (model, visual tokens, batch, engine), rewritten after every point.
 
 A sweep into a folder that already holds a speed.json from the same machine and library versions adds to it: points
-already measured are kept and skipped (an interrupted sweep resumes; a second sweep with other engines or repeats
-joins the first), and each command that wrote rows is listed."""
+already measured the way this sweep measures them are kept and skipped (an interrupted sweep resumes; a second sweep
+with other engines joins the first); a point measured otherwise (e.g. with other repeats) is measured again and its
+row replaced. Each command that wrote rows is listed."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from qbench.inputs import read_json
 from qbench.speed.largest_batch import LARGEST
+from qbench.folder import write_atomic
 
 SCHEMA = "qbench.speed/1"
 ROW_FIELDS = ["model", "backbone", "projector", "visual_tokens", "images", "batch", "batch_search", "largest_batch",
@@ -27,6 +29,7 @@ ROW_FIELDS = ["model", "backbone", "projector", "visual_tokens", "images", "batc
 ADDED_FIELDS = {"images": 1, "batch_search": None, "largest_batch": None, "state_alloc_gib": None}
 
 POINT_FIELDS = ["model", "visual_tokens", "images", "batch", "engine", "new_tokens", "prompt_tokens", "dtype", "device"]
+HOW_FIELDS = ["repeats"]  # how a point was measured: asked otherwise, it is measured again
 # environment keys that must agree for two sweeps to share a folder
 SAME_MACHINE = ["device", "gpu", "driver", "torch", "transformers", "mamba_ssm", "causal_conv1d"]
 
@@ -61,8 +64,9 @@ class SpeedResults:
                           "searches": earlier.get("searches", [])}
 
     def has(self, point: dict) -> bool:
-        """Whether a row for this point (POINT_FIELDS; batch LARGEST matches a searched row) is already written."""
-        return any(point_key(row) == point_key(point) for row in self.rows)
+        """Whether a row for this point (POINT_FIELDS; batch LARGEST matches a searched row), measured the same way
+        (HOW_FIELDS), is already written."""
+        return any(point_key(row) == point_key(point) and same(row, point, HOW_FIELDS) for row in self.rows)
 
     def add_search(self, search: dict) -> None:
         """A largest-batch search, every batch it tried; written with the next row."""
@@ -76,12 +80,21 @@ class SpeedResults:
         missing = set(ROW_FIELDS) ^ set(row)
         if missing:
             raise ValueError(f"a speed row must have exactly the schema's fields; differs in: {sorted(missing)}")
-        self.rows.append({field: row[field] for field in ROW_FIELDS})
+        new = {field: row[field] for field in ROW_FIELDS}
+        earlier = [index for index, kept in enumerate(self.rows) if same(kept, new, POINT_FIELDS)]
+        if earlier:  # the same point measured otherwise: this row replaces it, in its place
+            self.rows[earlier[0]] = new
+        else:
+            self.rows.append(new)
         self.write()
 
     def write(self) -> None:
         import pandas as pd
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "speed.json").write_text(json.dumps(self.document, indent=2) + "\n")
+        write_atomic(self.out_dir / "speed.json", json.dumps(self.document, indent=2) + "\n")
         pd.DataFrame(self.rows, columns=ROW_FIELDS).to_csv(self.out_dir / "speed.csv", index=False)
+
+
+def same(row: dict, other: dict, fields: list[str]) -> bool:
+    return all(row[field] == other[field] for field in fields)

@@ -337,6 +337,10 @@ def write(out: str | Path = "data", seed: int = 0, eval_questions: int = EVAL_QU
     """Write the five mini datasets under `<out>/mini/` (replacing what was there) and return that folder."""
     import datasets
 
+    if eval_questions < 1 or train_questions < 1:
+        raise ValueError(f"the mini datasets need at least 1 eval and 1 train question per dataset; asked for "
+                         f"--eval {eval_questions} --train {train_questions}")
+
     target = Path(out) / "mini"
     target.parent.mkdir(parents=True, exist_ok=True)
     datasets.disable_progress_bars()

@@ -2,18 +2,24 @@
 
     summary.json    schema qbench.run/1: metric per task, model spec, checkpoint and its hash, variants,
                     library versions, device, samples/s
-    samples.jsonl   one row per sample: task, doc_id, question_id, prompt, answer, target, score, error
+    samples.jsonl   one row per sample: task, doc_id, question_id (a string), prompt, answer, target (a list),
+                    metric (the task's first), score (lmms-eval's, by that metric), error
     lmms_eval_results.json   lmms-eval's own results (configs, versions, sample counts)
+
+    run.json        what was asked (model, suite, limit, variants, max_new_tokens, dtype) and the identity of what
+                    answers: the weights (checkpoint hash, or the seed of random weights) and each task's data
+                    (local copy fingerprint or hub revision)
 
 While it runs, answers go to progress-rank<N>.jsonl; a run that stops early leaves them (and no summary), and
 the same command with the same --output resumes it, so every sample ends up answered and scored exactly once.
+Resuming with other weights or data is refused (the message says what changed); while a process writes a run
+folder it holds the folder's lock, and a second process asking for the same run is refused, naming the first.
 Under torchrun (gloo on CPUs, NCCL on GPUs) every process answers its share and rank 0 writes the results.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 from dataclasses import dataclass
@@ -26,6 +32,8 @@ import torch
 import torch.distributed as dist
 
 from qbench.inputs import ensure_writable
+from qbench.fingerprint import fingerprint, weights_digest
+from qbench.folder import FolderBusy, FolderLock, write_atomic
 from qbench.suites import journal
 from qbench.suites.lmms_model import QBenchLMM, process_rank
 from qbench.suites.registry import Suite, load_suite
@@ -37,6 +45,8 @@ DEFAULT_OUTPUT = "results/runs"
 DEFAULT_DATA = "data"
 MAX_NEW_TOKENS = 16  # for every task and every model (lmms-eval's POPE asks 128; its answers are one word)
 SETTINGS = "run.json"  # what a run must match to resume this one
+SEED = 0  # of random weights, unless --seed says otherwise
+IDENTITY = ("checkpoint", "data")  # what answers: a run asked again must have the same to resume
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,7 @@ class Prepared:
     suite: Suite
     tasks: dict[str, Any]  # name -> lmms-eval Task, data loaded
     variants: list[Variant]
-    data: dict[str, Any]  # where the data came from
+    data: dict[str, dict[str, str | None]]  # task -> where its data came from (tasks.provenance)
 
 
 # --- distributed ----------------------------------------------------------------------------------------------------
@@ -92,15 +102,15 @@ def prepare(suite_name: str, data_dir: str | Path = DEFAULT_DATA, variants: list
             max_new_tokens: int = MAX_NEW_TOKENS) -> Prepared:
     """The suite's tasks with their data loaded (generated first for the mini suite); fails fast and clearly."""
     from qbench.suites import mini
-    from qbench.suites.tasks import load_tasks
+    from qbench.suites.tasks import load_tasks, provenance
 
     suite = load_suite(suite_name)
     chosen = parse_variants(list(variants))
     data_dir = Path(data_dir)
-    data: dict[str, Any] = {"dir": str(data_dir)}
     if suite.generated:
-        data["mini"] = rank0_first(lambda: mini.ensure(data_dir))
+        rank0_first(lambda: mini.ensure(data_dir))
     tasks = rank0_first(lambda: load_tasks(suite, data_dir, chosen, max_new_tokens))
+    data = {task.task: provenance(task, data_dir, tasks[task.task]) for task in suite.tasks}
     return Prepared(suite, tasks, chosen, data)
 
 
@@ -109,41 +119,83 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def run_folder(output: Path, settings: dict[str, Any]) -> Path:
-    """The newest unfinished run with the same settings (to resume), else a new folder."""
-    prefix = f"{settings['model']}__{settings['suite']}__"
-    for folder in sorted(output.glob(prefix + "*"), reverse=True):
+class ResumeRefused(ValueError):
+    """An unfinished run asked for again with other weights or data; the message says what changed."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C: its answers so far are kept in `folder`, and the same command resumes it."""
+
+    def __init__(self, folder: Path, kept: int):
+        super().__init__(f"{kept} answers kept in {folder}")
+        self.folder, self.kept = folder, kept
+
+
+def unfinished(output: Path, request: dict[str, Any]) -> Path | None:
+    """The newest run folder under `output` asked with the same request that has no summary yet."""
+    for folder in sorted(output.glob(f"{request['model']}__{request['suite']}__*"), reverse=True):
         saved = folder / SETTINGS
         if saved.is_file() and not (folder / "summary.json").exists():
-            if {k: v for k, v in json.loads(saved.read_text()).items() if k != "started"} == settings:
+            if {key: value for key, value in json.loads(saved.read_text()).items() if key in request} == request:
                 return folder
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    folder, count = output / (prefix + stamp), 1
-    while folder.exists():
-        count += 1
-        folder = output / f"{prefix}{stamp}-{count}"
-    folder.mkdir(parents=True)
-    (folder / SETTINGS).write_text(json.dumps({**settings, "started": now()}, indent=2) + "\n")
-    return folder
+    return None
+
+
+def changes(saved: dict[str, Any], identity: dict[str, Any]) -> list[str]:
+    """What differs between a run folder's weights and data and those given now, in words."""
+    found = []
+    if saved.get("checkpoint") != identity["checkpoint"]:
+        found.append(f"the weights (then {saved.get('checkpoint')}, now {identity['checkpoint']})")
+    if "data" not in saved:
+        return [*found, "the data (not recorded then)"]
+    then, now_ = saved["data"], identity["data"]
+    tasks = [task for task in sorted(set(then) | set(now_)) if then.get(task) != now_.get(task)]
+    if tasks:
+        copies = sorted({f"{data_at(then.get(task))} -> {data_at(now_.get(task))}" for task in tasks})
+        found.append(f"the data of {', '.join(tasks)} ({'; '.join(copies)})")
+    return found
+
+
+def data_at(data: dict[str, str | None] | None) -> str:
+    """A task's data in a few words: where it is and the start of its fingerprint."""
+    if not data:
+        return "none"
+    return f"{data['path'] or data['hub_id']} {(data['fingerprint'] or 'unpinned')[:12]}"
+
+
+def claim_folder(output: Path, request: dict[str, Any], identity: dict[str, Any]) -> tuple[Path, FolderLock]:
+    """The run folder to write, locked for this process: the unfinished run of the same request (resumed, if its
+    weights and data are the ones given now), else a new folder. FolderBusy if another process writes it."""
+    with FolderLock(output, wait=True):  # one process at a time chooses, so two cannot both start a new folder
+        folder = unfinished(output, request)
+        if folder is not None:
+            lock = FolderLock(folder)
+            saved = json.loads((folder / SETTINGS).read_text())
+            changed = changes(saved, identity)
+            if changed:
+                lock.release()
+                raise ResumeRefused(f"{folder} holds an unfinished run of the same request whose answers were made "
+                                    f"with other inputs: {'; '.join(changed)}. Its answers cannot be merged with new "
+                                    f"ones: to start fresh, remove or move {folder}, or give another --output")
+            return folder, lock
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        prefix = f"{request['model']}__{request['suite']}__"
+        folder, count = output / (prefix + stamp), 1
+        while folder.exists():
+            count += 1
+            folder = output / f"{prefix}{stamp}-{count}"
+        lock = FolderLock(folder)
+        write_atomic(folder / SETTINGS, json.dumps({**request, **identity, "started": now()}, indent=2) + "\n")
+        return folder, lock
 
 
 # --- facts for the summary --------------------------------------------------------------------------------------------
-def sha256(path: Path) -> str:
-    """Of a file, or of every file in a folder (names and contents, in sorted order)."""
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        digest.update(str(file.relative_to(path)).encode() if file != path else b"")
-        with file.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def checkpoint_info(source: str) -> dict[str, Any]:
-    """The weights' source (a preset's published id, 'random', a path, or FORMAT:PATH) and, if local, its hash."""
+def checkpoint_info(source: str, seed: int | None = None) -> dict[str, Any]:
+    """The weights' source (a preset's published id, 'random', a path, or FORMAT:PATH), its hash if local, and the
+    seed random weights were drawn with."""
     local = [Path(p) for p in (source, source.partition(":")[2]) if p and Path(p).exists()]
-    return {"source": source, "sha256": sha256(local[0]) if local else None}
+    return {"source": source, "sha256": fingerprint(local[0]) if local else None,
+            "seed": seed if source == "random" else None}
 
 
 def versions() -> dict[str, str]:
@@ -172,14 +224,18 @@ def sample_score(logged: dict[str, Any], metric: str) -> float:
 
 def scored_rows(results: dict[str, Any], tasks: dict[str, Any], folder: Path) -> list[dict[str, Any]]:
     """Every sample once: the answer rows of all processes, with lmms-eval's per-sample score of the task's first
-    metric."""
+    metric and that metric's name. Each column has one type in every row: `question_id` a string (or null), `target`
+    a list of answers."""
     answers = journal.read_rows(folder)
     rows = []
     for name, task in tasks.items():
         metric = task.config.metric_list[0]["metric"]
         for logged in sorted(results["samples"][name], key=lambda s: s["doc_id"]):
             row = answers[name, logged["doc_id"]]
-            rows.append({**row, "score": sample_score(logged, metric)})
+            question, target = row["question_id"], row["target"]
+            rows.append({**row, "question_id": None if question is None else str(question),
+                         "target": target if isinstance(target, list) else [] if target is None else [target],
+                         "metric": metric, "score": sample_score(logged, metric)})
     return rows
 
 
@@ -231,39 +287,64 @@ def write_results(folder: Path, summary: dict[str, Any], rows: list[dict[str, An
         handle.writelines(json.dumps(row) + "\n" for row in rows)
     (folder / "lmms_eval_results.json").write_text(json.dumps(
         {k: v for k, v in results.items() if k != "samples"}, indent=2, default=handle_non_serializable))
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")  # last: the run is complete
+    write_atomic(folder / "summary.json", json.dumps(summary, indent=2) + "\n")  # last: the run is complete
     journal.clear(folder)
+
+
+def claim(output: Path, request: dict[str, Any], identity: dict[str, Any]) -> tuple[Path, FolderLock | None]:
+    """The run folder, claimed by rank 0 (which holds its lock: None on the other ranks); a refusal stops all."""
+    rank, _, _ = process_rank()
+    outcome, lock = None, None
+    if rank == 0:
+        try:
+            folder, lock = claim_folder(output, request, identity)
+            outcome = str(folder)
+        except (FolderBusy, ResumeRefused) as refused:
+            outcome = refused
+    outcome = from_rank0(outcome)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return Path(outcome), lock
 
 
 def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any], output: str | Path,
             limit: int | None, batch_size: int, max_new_tokens: int) -> tuple[dict[str, Any] | None, Path]:
     """Answer and score every task in a new or resumed run folder; rank 0 returns the summary (others None)."""
     rank, _, _ = process_rank()
-    settings = {"model": model, "suite": prepared.suite.name, "checkpoint": checkpoint, "limit": limit,
-                "variants": {v.option: v.value for v in prepared.variants}, "max_new_tokens": max_new_tokens,
-                "dtype": str(vlm.dtype).removeprefix("torch.")}
-    folder = Path(from_rank0(str(run_folder(Path(output), settings)) if rank == 0 else None))
-    lm = QBenchLMM(vlm=vlm, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                   journal=journal.Journal(folder, rank))
-    reused = len(lm.journal.rows)
-    results = answer_and_score(lm, prepared, limit, folder)
-    work = work_done(lm)
-    summary = None
-    if rank == 0:
-        rows = scored_rows(results, prepared.tasks, folder)
-        started = json.loads((folder / SETTINGS).read_text())["started"]
-        summary = summarize(vlm, prepared, settings, results, rows, work, batch_size, reused, started)
-        write_results(folder, summary, rows, results)
-    barrier()
+    request = {"model": model, "suite": prepared.suite.name, "limit": limit,
+               "variants": {v.option: v.value for v in prepared.variants}, "max_new_tokens": max_new_tokens,
+               "dtype": str(vlm.dtype).removeprefix("torch.")}
+    settings = {**request, "checkpoint": checkpoint, "data": prepared.data}
+    folder, lock = claim(Path(output), request, {key: settings[key] for key in IDENTITY})
+    try:
+        lm = QBenchLMM(vlm=vlm, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                       journal=journal.Journal(folder, rank))
+        reused = len(lm.journal.rows)
+        try:
+            results = answer_and_score(lm, prepared, limit, folder)
+        except KeyboardInterrupt:
+            raise RunInterrupted(folder, len(journal.read_rows(folder))) from None
+        work = work_done(lm)
+        summary = None
+        if rank == 0:
+            rows = scored_rows(results, prepared.tasks, folder)
+            started = json.loads((folder / SETTINGS).read_text())["started"]
+            summary = summarize(vlm, prepared, settings, results, rows, work, batch_size, reused, started)
+            write_results(folder, summary, rows, results)
+        barrier()
+    finally:
+        if lock is not None:
+            lock.release()
     return summary, folder
 
 
 def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None = None,
         data_dir: str | Path = DEFAULT_DATA, output: str | Path = DEFAULT_OUTPUT, device: str | None = None,
         dtype: str | None = None, batch_size: int = 8, variants: list[str] | tuple[str, ...] = (),
-        max_new_tokens: int = MAX_NEW_TOKENS) -> tuple[dict[str, Any] | None, Path]:
-    """`qbench run`: check the device, weights, tokenizer and output folder, load the data (failing fast), then the model, then answer and score. Returns (summary on rank 0,
-    else None; the run folder)."""
+        max_new_tokens: int = MAX_NEW_TOKENS, seed: int = SEED) -> tuple[dict[str, Any] | None, Path]:
+    """`qbench run`: check the device, weights, tokenizer and output folder, load the data (failing fast), then the
+    model, then answer and score. Returns (summary on rank 0, else None; the run folder). Random weights are drawn with
+    `seed` (the caller's random state is left alone)."""
     from qbench.checkpoints import check_ready, load_vlm, model_spec, resolve_dtype
     from qbench.suites.lmms_model import pick_device
 
@@ -274,9 +355,11 @@ def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None
     ensure_writable(output, "--output")
     init_distributed(chosen)
     prepared = prepare(suite, data_dir, variants, max_new_tokens)
-    vlm = load_vlm(model, checkpoint, chosen, precision)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vlm = load_vlm(model, checkpoint, chosen, precision)
     source = checkpoint or (model if Path(model).is_dir() else spec.weights)
-    return execute(vlm, spec.name, prepared, checkpoint_info(source), output, limit, batch_size, max_new_tokens)
+    return execute(vlm, spec.name, prepared, checkpoint_info(source, seed), output, limit, batch_size, max_new_tokens)
 
 
 def evaluate(vlm: VLM, suite: str = "mini", limit: int | None = None, output: str | Path = DEFAULT_OUTPUT,
@@ -284,12 +367,14 @@ def evaluate(vlm: VLM, suite: str = "mini", limit: int | None = None, output: st
              checkpoint: str | None = None) -> dict[str, Any] | None:
     """Evaluate a VLM already in memory (e.g. one being trained) on a suite, exactly as `qbench run` does, and
     return the run summary (schema qbench.run/1; None on ranks other than 0). The mini suite's data is generated
-    under data_dir on first use. `checkpoint` only records where the weights came from (e.g. a save_native folder).
+    under data_dir on first use. `checkpoint` records where the weights came from (e.g. a save_native folder);
+    without it, the run is identified by the weights' own digest.
     The VLM is evaluated in eval mode and given back in the mode it came in; global random states are untouched.
     """
     init_distributed(vlm.device)
     prepared = prepare(suite, data_dir, variants, MAX_NEW_TOKENS)
-    info = checkpoint_info(checkpoint) if checkpoint else {"source": "in-memory", "sha256": None}
+    info = checkpoint_info(checkpoint) if checkpoint else {"source": "in-memory", "sha256": weights_digest(vlm),
+                                                           "seed": None}
     training = vlm.training
     vlm.eval()
     try:

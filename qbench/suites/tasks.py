@@ -8,13 +8,12 @@ model, and the paper variants asked for.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from qbench.checkpoints.hub import WeightsNotFound
+from qbench.fingerprint import fingerprint
 from qbench.registry import UnknownName
 from qbench.suites.registry import GENERATED_ORG, ImageSource, Suite, SuiteTask
 from qbench.suites.variants import Variant, apply_variants
@@ -60,14 +59,39 @@ def local_copy(data_dir: Path, dataset: str) -> Path | None:
 
 
 def cache_for(local: Path) -> str:
-    """A datasets cache folder for this local copy as it is now. datasets keys a local folder's cache on the
-    folder's name and file patterns only, so two copies (or a regenerated one) would share a stale cache."""
+    """The datasets cache folder of a local copy, keyed on its contents: the same data maps to the same cache
+    wherever it lies, and changed data to another (datasets keys a local folder's cache on the folder's name and
+    file patterns only, so two copies, or a regenerated one, would otherwise share a stale cache)."""
     import datasets
 
-    files = sorted((str(p.relative_to(local)), p.stat().st_size, p.stat().st_mtime_ns)
-                   for p in local.rglob("*") if p.is_file())
-    digest = hashlib.sha256(json.dumps([str(local.resolve()), files]).encode()).hexdigest()[:16]
-    return str(Path(datasets.config.HF_DATASETS_CACHE) / "qbench-local" / digest)
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "qbench-local" / fingerprint(local)[:16])
+
+
+def provenance(task: SuiteTask, data_dir: Path, loaded: Any) -> dict[str, str | None]:
+    """Where a task's data came from (summary.json's data[task], and part of a run's identity): the local copy and
+    its fingerprint, or the hub id and the revision that was loaded."""
+    dataset = task.dataset or base_config(task.like)["dataset_path"]
+    local = local_copy(data_dir, dataset)
+    if local is None:
+        revision = hub_revision(loaded)
+        return {"source": "hub", "hub_id": dataset, "revision": revision, "path": None, "fingerprint": revision}
+    found = [fingerprint(local)]
+    if task.images is not None and task.images.dataset != dataset:
+        images = local_copy(data_dir, task.images.dataset)
+        found.append(fingerprint(images) if images else f"hub:{task.images.dataset}")
+    return {"source": "local", "hub_id": dataset, "revision": None, "path": str(local.resolve()),
+            "fingerprint": "+".join(found)}
+
+
+def hub_revision(loaded: Any) -> str | None:
+    """The commit of a hub dataset that lmms-eval loaded, read from its cache files' path (datasets stores a hub
+    dataset under .../<config>/<version>/<commit>/)."""
+    for split in loaded.dataset.values():
+        for cached in split.cache_files:
+            commits = [part for part in Path(cached["filename"]).parts if re.fullmatch(r"[0-9a-f]{40}", part)]
+            if commits:
+                return commits[-1]
+    return None
 
 
 def hub_offline() -> bool:

@@ -4,8 +4,10 @@ one process or several through accelerate, replicated (DDP) or sharded (FSDP): s
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,6 +29,7 @@ from qbench.checkpoints import save_native
 from qbench.checkpoints.base import load_torch_file
 from qbench.checkpoints.native import is_native, load_native
 from qbench.inputs import UserError, read_json
+from qbench.folder import FolderBusy, FolderLock, write_atomic
 from qbench.spec import VLMSpec
 from qbench.speed.environment import environment
 from qbench.train.data import Example, batch_indices, shard
@@ -40,7 +44,9 @@ from qbench.train.sharding import (
 from qbench.train.start import Start
 from qbench.vlm import VLM, build_vlm
 
-RESUME_DIR = "resume"
+RESUME_DIR = "resume"  # the newest complete checkpoint
+NEW_DIR, OLD_DIR = "resume.new", "resume.old"  # a save being written; the checkpoint it replaces, during the swap
+COMPLETE_FILE = "complete.json"  # written last into a checkpoint folder, once every other file is on disk
 TRAINER_FILE = "trainer.pt"
 LOG_FILE = "train.json"
 SCHEMA = "qbench.train/1"
@@ -119,11 +125,38 @@ class Trainer:
         self.log: list[list[float]] = []  # [global step, loss]
         self.stage_index, self.step, self.skipped = 0, 0, 0  # skipped: steps with a non-finite gradient
         self.step_seconds: list[float] = []  # wall time of each optimizer step, checkpoints excluded
-        self.vlm = self.restore() if (self.out / RESUME_DIR).is_dir() else self.fresh()
+        self.lock = self.claim()
+        try:
+            if self.accelerator.is_main_process:
+                for line in recover(self.out):
+                    print(f"{self.out}: {line}", file=sys.stderr)
+            self.accelerator.wait_for_everyone()
+            self.vlm = self.restore() if (self.out / RESUME_DIR).is_dir() else self.fresh()
+        except BaseException:
+            self.release()
+            raise
         self.objective = Objective(self.vlm)
         self.features = FeatureCache(self.vlm, self.examples)
 
     # --- state ---------------------------------------------------------------------------------------------------
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+    def claim(self) -> FolderLock | None:
+        """The lock of the output folder, taken by the main process (None on the others); FolderBusy on every
+        process if another run writes there."""
+        lock, refusal = None, None
+        if self.accelerator.is_main_process:
+            try:
+                lock = FolderLock(self.out)
+            except FolderBusy as busy:
+                refusal = str(busy)
+        shared = broadcast_object_list([refusal])[0]
+        if shared is not None:
+            raise FolderBusy(f"{shared}; wait for it to finish, or train into another --out")
+        return lock
+
     def fresh(self) -> VLM:
         torch.manual_seed(self.config.seed)
         vlm = build_vlm(self.spec, device=self.accelerator.device)
@@ -154,6 +187,8 @@ class Trainer:
             return False
         summary = read_json(log, f"delete it (and {RESUME_DIR}/) to train again, or train into another --out")
         self.check_identity(summary["identity"], str(self.out))
+        if summary["finished"] and self.accelerator.is_main_process:
+            discard_checkpoints(self.out)  # a run killed right after it finished left them
         return summary["finished"]
 
     def save_resume(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -161,14 +196,14 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         weights, optimizer_state = full_model_state(self.vlm), full_optimizer_state(model, optimizer)
         if self.accelerator.is_main_process:
-            tmp, final = self.out / (RESUME_DIR + ".tmp"), self.out / RESUME_DIR
-            shutil.rmtree(tmp, ignore_errors=True)
-            save_native(self.vlm, tmp, state=weights)
+            new = self.out / NEW_DIR
+            discard(new)  # an unfinished save of an earlier run (recover() kept it if it was complete)
+            save_native(self.vlm, new, state=weights)
             torch.save({"identity": self.identity, "stage": self.stage_index, "step": self.step, "log": self.log,
                         "step_seconds": self.step_seconds, "skipped": self.skipped, "rng": torch.get_rng_state(),
-                        "optimizer": optimizer_state, "scheduler": scheduler.state_dict()}, tmp / TRAINER_FILE)
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.rename(final)  # a crash leaves either the old checkpoint or the new one, never half of one
+                        "optimizer": optimizer_state, "scheduler": scheduler.state_dict()}, new / TRAINER_FILE)
+            seal(new, self.global_step)
+            swap_in(self.out)
             self.write_log(finished=False)
         self.accelerator.wait_for_everyone()
 
@@ -181,7 +216,7 @@ class Trainer:
                    "skipped_steps": self.skipped, "peak_gpu_memory_gib": self.peak_gpu_memory(),
                    "processes": self.accelerator.num_processes, "sharding": self.sharding,
                    "environment": self.environment, "log": self.log}
-        (self.out / LOG_FILE).write_text(json.dumps(summary, indent=1))
+        write_atomic(self.out / LOG_FILE, json.dumps(summary, indent=1))
 
     def median_step_seconds(self) -> float | None:
         """Seconds per step once warm: the median, so that the first steps' compilation and caching do not count."""
@@ -294,14 +329,96 @@ class Trainer:
                 weights = {key: value.to(self.save_dtype) for key, value in weights.items()}
             save_native(self.vlm, self.out, state=weights)
             self.write_log(finished=True)
-            shutil.rmtree(self.out / RESUME_DIR, ignore_errors=True)
+            discard_checkpoints(self.out)
         self.accelerator.wait_for_everyone()
+
+
+# --- checkpoints that a kill cannot break -------------------------------------------------------------------------------
+# A save writes resume.new/ and seals it (complete.json, last), then swaps it in: resume/ -> resume.old/,
+# resume.new/ -> resume/, resume.old/ removed. A kill between any two of these leaves at least one sealed checkpoint,
+# and recover() makes the newest sealed one resume/ before the run goes on.
+def seal(directory: Path, global_step: int) -> None:
+    """Mark a checkpoint folder complete, once every file in it is on disk."""
+    for path in directory.rglob("*"):
+        if path.is_file():
+            with path.open("rb+") as handle:
+                os.fsync(handle.fileno())
+    write_atomic(directory / COMPLETE_FILE, json.dumps({"global_step": global_step}) + "\n")
+
+
+def sealed_step(directory: Path) -> int | None:
+    """The global step of a complete checkpoint folder; None if it is absent or unfinished. A resume/ from before
+    checkpoints were sealed counts as complete (it was only ever renamed into place whole), older than any sealed."""
+    try:
+        return json.loads((directory / COMPLETE_FILE).read_text())["global_step"]
+    except (OSError, ValueError, KeyError):
+        return -1 if directory.name == RESUME_DIR and (directory / TRAINER_FILE).is_file() else None
+
+
+def discard(directory: Path) -> None:
+    """Remove a checkpoint folder, unsealing it first: a kill halfway leaves it unfinished, never complete."""
+    (directory / COMPLETE_FILE).unlink(missing_ok=True)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def discard_checkpoints(out: Path) -> None:
+    for name in (OLD_DIR, NEW_DIR, RESUME_DIR):
+        discard(out / name)
+
+
+def swap_in(out: Path) -> None:
+    """Make the sealed resume.new/ the checkpoint: resume/ -> resume.old/, resume.new/ -> resume/, then drop the old."""
+    final, old = out / RESUME_DIR, out / OLD_DIR
+    if final.is_dir():
+        discard(old)
+        final.rename(old)
+    (out / NEW_DIR).rename(final)
+    discard(old)
+
+
+def newest_checkpoint(out: Path) -> tuple[Path, int] | None:
+    """The complete checkpoint folder with the highest step, and that step."""
+    found = [(step, out / name) for name in (RESUME_DIR, NEW_DIR, OLD_DIR)
+             if (step := sealed_step(out / name)) is not None]
+    return (max(found)[1], max(found)[0]) if found else None
+
+
+def recover(out: Path) -> list[str]:
+    """Put the newest complete checkpoint at resume/, whatever state a kill left the folders in, and remove what is
+    unfinished or older; returns what was done, in words (nothing when the folders were in order)."""
+    newest = newest_checkpoint(out)
+    done = [f"removed the unfinished checkpoint {name}/ (a save was interrupted)" for name in (RESUME_DIR, NEW_DIR, OLD_DIR)
+            if (out / name).is_dir() and sealed_step(out / name) is None]
+    if newest is None:
+        discard_checkpoints(out)
+        return done
+    chosen, step = newest
+    for name in (RESUME_DIR, NEW_DIR, OLD_DIR):
+        if out / name != chosen and (out / name).is_dir():
+            discard(out / name)  # unfinished, or older than the chosen one
+    if chosen.name != RESUME_DIR:
+        chosen.rename(out / RESUME_DIR)
+        done.append(f"recovered the complete checkpoint of step {step} from {chosen.name}/ (a save was interrupted "
+                    f"while swapping it in)")
+    return done
+
+
+def kept(out: Path) -> str | None:
+    """What an interrupted training leaves to resume from, in words (None: no checkpoint yet)."""
+    newest = newest_checkpoint(Path(out))
+    if newest is None:
+        return None
+    return f"the checkpoint of step {newest[1]} is kept in {newest[0]}" if newest[1] >= 0 else \
+        f"the checkpoint in {newest[0]} is kept"
 
 
 def train(spec: VLMSpec, examples: Sequence[Example], out: str | Path, config: TrainConfig,
           device: str | None = None, stop_after: int | None = None, show_progress: bool = True,
           start: Start | None = None, sharding: str = "ddp", save_dtype: torch.dtype | None = None) -> Path:
     """Train `spec` on `examples` into `out` (a qbench checkpoint + train.json); resumes from `out/resume`.
-    See Trainer for `start`, `sharding` and `save_dtype`."""
+    See Trainer for `start`, `sharding` and `save_dtype`. FolderBusy if another process trains into `out`."""
     trainer = Trainer(spec, examples, out, config, device, show_progress, start, sharding, save_dtype)
-    return trainer.run(stop_after)
+    try:
+        return trainer.run(stop_after)
+    finally:
+        trainer.release()

@@ -1,0 +1,84 @@
+"""One writer per folder, and files that are whole or absent.
+
+`FolderLock(folder)` is held by the one process that writes a folder: an flock on `folder/.lock`, which the kernel
+releases when the process ends, however it ends (a killed run leaves no stale lock behind), with the holder's pid,
+host, start and command written in the file so that a process refused the lock can say who holds it.
+`write_atomic` writes a file whole or not at all: a kill leaves the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shlex
+import socket
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+LOCK_FILE = ".lock"
+
+
+class FolderBusy(RuntimeError):
+    """Another process is writing the folder; the message names the folder and the process."""
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file renamed over it (flushed to disk first)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def holder() -> dict[str, object]:
+    return {"pid": os.getpid(), "host": socket.gethostname(),
+            "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": shlex.join(["qbench", *sys.argv[1:]])}
+
+
+def describe(info: dict[str, object]) -> str:
+    if not info:
+        return "another process (starting: it has not written its pid yet)"
+    return f"pid {info['pid']} on {info['host']} since {info['since']} (`{info['command']}`)"
+
+
+class FolderLock:
+    """The lock of one folder, taken on creation: at once (FolderBusy if another process holds it) or, with
+    `wait`, when the holder lets go."""
+
+    def __init__(self, folder: Path, wait: bool = False):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / LOCK_FILE
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(self.fd)
+            raise FolderBusy(f"{folder} is being written by {describe(read_holder(path))}") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, (json.dumps(holder()) + "\n").encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def read_holder(path: Path) -> dict[str, object]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
