@@ -81,7 +81,7 @@ class SpeedResults:
         if missing:
             raise ValueError(f"a speed row must have exactly the schema's fields; differs in: {sorted(missing)}")
         new = {field: row[field] for field in ROW_FIELDS}
-        earlier = [index for index, kept in enumerate(self.rows) if same(kept, new, POINT_FIELDS)]
+        earlier = [index for index, kept in enumerate(self.rows) if point_key(kept) == point_key(new)]
         if earlier:  # the same point measured otherwise: this row replaces it, in its place
             self.rows[earlier[0]] = new
         else:
