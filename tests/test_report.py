@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from qbench.cli import app
 from qbench.presets import get_preset
-from qbench.report import SkippedResult, build_report, collect
+from qbench.report import FIGURES, SkippedResult, build_report, collect
 
 SPEED_ROWS = [  # model, engine, visual tokens, batch, e2e tokens/s, peak GiB
     ("cobra-3b", "eager", 196, 1, 24.0, 6.1), ("cobra-3b", "eager", 729, 1, 23.0, 6.2),
@@ -278,3 +278,19 @@ def test_training_table_reads_what_qbench_train_writes(tmp_path: Path) -> None:
     assert rows.loc["finished", "gpu"] == "cpu" and rows.loc["finished", "sharding"] == "ddp"
     assert rows.loc["finished", "processes"] == 1 and rows.loc["finished", "batch"] == 2
     assert rows.loc["finished", "s/step"] == pytest.approx(record["median_step_seconds"])
+
+
+def test_long_context_lines_follow_one_route_per_model(results: Path) -> None:
+    """A sweep by images per prompt and one point by resolution (`--tokens 2304`): the figure's lines follow the
+    images route, the resolution point is not joined into them."""
+    scale = results / "speed" / "h200_scale" / "speed.json"
+    doc = json.loads(scale.read_text())
+    doc["rows"].append({**speed_row("llava-1.5-7b", "graph-nocompile", 2304, 1, 110.0, 15.8), "images": 1,
+                        "new_tokens": 64, "ttft_ms": 89.0})
+    scale.write_text(json.dumps(doc))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedResult)
+        _, drawn = FIGURES["long_context"].draw(collect(results))
+    llava = drawn[drawn["model"] == "llava-1.5-7b"]
+    assert sorted(llava["visual_tokens"]) == [576, 2304, 9216]
+    assert list(llava.loc[llava["visual_tokens"] == 2304, "images"]) == [4]
