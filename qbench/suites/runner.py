@@ -31,6 +31,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from qbench import stats
 from qbench.inputs import ensure_writable
 from qbench.fingerprint import fingerprint, weights_digest
 from qbench.folder import FolderBusy, FolderLock, write_atomic
@@ -217,6 +218,29 @@ def metrics_of(results: dict[str, Any], task: str) -> dict[str, float]:
     return found
 
 
+def intervals_of(rows: list[dict[str, Any]], metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """Each task's 95% bootstrap interval and sample count for every metric lmms-eval reports for it."""
+    found = {}
+    for task, names in metrics.items():
+        picked = [row for row in rows if row["task"] == task]
+        found[task] = {metric: stats.interval(picked, metric) for metric in names}
+    return found
+
+
+def qbench_commit() -> str | None:
+    """The git commit of qbench's checkout (suffixed '+dirty' with local changes); None outside a git checkout."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def sample_score(logged: dict[str, Any], metric: str) -> float:
     value = logged[metric]
     return float(value["score"] if isinstance(value, dict) else value)
@@ -266,10 +290,12 @@ def summarize(vlm: VLM, prepared: Prepared, settings: dict[str, Any], results: d
               rows: list[dict[str, Any]], work: tuple[int, float], batch_size: int, reused: int,
               started: str) -> dict[str, Any]:
     generated, seconds = work
+    metrics = {name: metrics_of(results, name) for name in prepared.tasks}
     return {
         "schema": SCHEMA, "model": settings["model"], "suite": prepared.suite.name, "spec": vlm.spec.to_dict(),
-        "checkpoint": settings["checkpoint"], "metrics": {name: metrics_of(results, name) for name in prepared.tasks},
-        "variants": settings["variants"],
+        "checkpoint": settings["checkpoint"], "metrics": metrics,
+        "intervals": intervals_of(rows, metrics), "variants": settings["variants"],
+        "qbench_commit": qbench_commit(),
         "n_samples": {name: sum(r["task"] == name for r in rows) for name in prepared.tasks},
         "errors": sum(r["error"] is not None for r in rows),
         "samples_per_s": generated / seconds if generated else None, "device": device_name(vlm.device),
@@ -330,6 +356,7 @@ def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any]
             rows = scored_rows(results, prepared.tasks, folder)
             started = json.loads((folder / SETTINGS).read_text())["started"]
             summary = summarize(vlm, prepared, settings, results, rows, work, batch_size, reused, started)
+            summary["engine"] = getattr(lm, "engine_name", "generate")
             write_results(folder, summary, rows, results)
         barrier()
     finally:
