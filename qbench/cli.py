@@ -312,7 +312,8 @@ def run(
     batch_size: int = typer.Option(8, min=1, help="Samples answered together (answers do not depend on it)."),
     variant: list[str] = typer.Option([], help="Score as a paper did, not as lmms-eval does (repeatable): "
                                       "textvqa_ocr=before-question (Cobra) or =after-question (LLaVA-1.5), "
-                                      "pope_parsing=lenient (LLaVA-1.5, Cobra)."),
+                                      "pope_parsing=lenient (LLaVA-1.5, Cobra), llava_prompt=vicuna_v1 "
+                                      "(the LLaVA-1.5 paper's system prompt)."),
     seed: int = typer.Option(0, help="Seed of random weights (--checkpoint random, or a preset without published "
                              "weights); recorded with the run, which resumes only with the same."),
 ) -> None:

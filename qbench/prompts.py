@@ -45,3 +45,8 @@ PROMPTS.register("mamba-base")(PromptFormat(IMAGE + "In: {question}\nOut: ", Fal
                                             strip_question=True))
 # LLaVA-1.5 as llava-hf: BOS, then the visual tokens replace <image>.
 PROMPTS.register("llava")(PromptFormat("USER: " + IMAGE + "\n{question} ASSISTANT:", True, "</s>", "\n"))
+# LLaVA-1.5 as its paper evaluated it: the Vicuna v1 system prompt first (`--variant llava_prompt=vicuna_v1`).
+VICUNA_V1 = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+             "detailed, and polite answers to the user's questions.")
+PROMPTS.register("llava-vicuna-v1")(PromptFormat(VICUNA_V1 + " USER: " + IMAGE + "\n{question} ASSISTANT:", True,
+                                                 "</s>", "\n"))

@@ -433,3 +433,19 @@ def test_the_textvqa_ocr_variants_put_the_ocr_tokens_where_each_paper_did(data):
                              (["textvqa_ocr=after-question"], f"{question}\n{ocr}{short}")]:
         config = task_config(textvqa, data, parse_variants(variants), 16)
         assert config["doc_to_text"](doc, config["lmms_eval_specific_kwargs"]["default"]) == prompt
+
+
+def test_llava_prompt_variant_puts_the_papers_vicuna_v1_system_prompt_first_and_is_named_in_the_summary(data, tmp_path):
+    from qbench.prompts import PROMPTS
+
+    assert PROMPTS["llava-vicuna-v1"].render("Q?") == ("A chat between a curious user and an artificial intelligence "
+                                                       "assistant. The assistant gives helpful, detailed, and polite "
+                                                       "answers to the user's questions. USER: <image>\nQ? ASSISTANT:")
+    common = ["--suite", "mini", "--data-dir", str(data), "--output", str(tmp_path), "--limit", "1",
+              "--variant", "llava_prompt=vicuna_v1"]
+    refused = qbench_run("--model", "tiny-cobra", *common)
+    assert refused.exit_code == 2 and "applies to models with the llava prompt, not zephyr" in refused.output
+    result = qbench_run("--model", "tiny-llava", *common)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((only_run(tmp_path) / "summary.json").read_text())
+    assert summary["variants"] == {"llava_prompt": "vicuna_v1"} and summary["spec"]["prompt"] == "llava-vicuna-v1"

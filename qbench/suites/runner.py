@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import dataclasses
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -38,7 +41,7 @@ from qbench.folder import FolderBusy, FolderLock, write_atomic
 from qbench.suites import journal
 from qbench.suites.lmms_model import QBenchLMM, process_rank
 from qbench.suites.registry import Suite, load_suite
-from qbench.suites.variants import Variant, parse_variants
+from qbench.suites.variants import Variant, parse_variants, prompt_variant
 from qbench.vlm import VLM
 
 SCHEMA = "qbench.run/1"
@@ -333,6 +336,18 @@ def claim(output: Path, request: dict[str, Any], identity: dict[str, Any]) -> tu
     return Path(outcome), lock
 
 
+@contextmanager
+def prompted(vlm: VLM, variants: list[Variant]) -> Iterator[None]:
+    """The VLM prompted as the variants ask (e.g. llava_prompt=vicuna_v1) for the time of a run; then as before."""
+    own = vlm.spec
+    prompt = prompt_variant(variants, own.prompt)
+    vlm.spec, vlm.tokenized = dataclasses.replace(own, prompt=prompt), {}
+    try:
+        yield
+    finally:
+        vlm.spec, vlm.tokenized = own, {}
+
+
 def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any], output: str | Path,
             limit: int | None, batch_size: int, max_new_tokens: int) -> tuple[dict[str, Any] | None, Path]:
     """Answer and score every task in a new or resumed run folder; rank 0 returns the summary (others None)."""
@@ -386,7 +401,9 @@ def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None
         torch.manual_seed(seed)
         vlm = load_vlm(model, checkpoint, chosen, precision)
     source = checkpoint or (model if Path(model).is_dir() else spec.weights)
-    return execute(vlm, spec.name, prepared, checkpoint_info(source, seed), output, limit, batch_size, max_new_tokens)
+    with prompted(vlm, prepared.variants):
+        return execute(vlm, spec.name, prepared, checkpoint_info(source, seed), output, limit, batch_size,
+                       max_new_tokens)
 
 
 def evaluate(vlm: VLM, suite: str = "mini", limit: int | None = None, output: str | Path = DEFAULT_OUTPUT,
@@ -405,7 +422,8 @@ def evaluate(vlm: VLM, suite: str = "mini", limit: int | None = None, output: st
     training = vlm.training
     vlm.eval()
     try:
-        summary, _ = execute(vlm, vlm.spec.name, prepared, info, output, limit, batch_size, MAX_NEW_TOKENS)
+        with prompted(vlm, prepared.variants):
+            summary, _ = execute(vlm, vlm.spec.name, prepared, info, output, limit, batch_size, MAX_NEW_TOKENS)
     finally:
         vlm.train(training)
     return summary
