@@ -269,6 +269,34 @@ def ablate(
 
 
 @app.command()
+def compare(run_a: str = typer.Argument(..., help="Run folder A (results/runs/...)."),
+            run_b: str = typer.Argument(..., help="Run folder B, over the same samples."),
+            disagreements: str = typer.Option("", help="CSV of the samples on which A and B differ "
+                                                       "(default: disagreements.csv in folder A)."),
+            as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON.")) -> None:
+    """Paired comparison of two runs: per task the difference A - B, its 95% interval, a p-value and a verdict."""
+    from pathlib import Path
+
+    from qbench.compare import NotComparable, compare_runs
+
+    try:
+        found = compare_runs(run_a, run_b, disagreements or Path(run_a) / "disagreements.csv")
+    except NotComparable as error:
+        fail(str(error))
+    if found["provenance_differs"]:
+        console.print(f"[yellow]warning:[/yellow] the runs differ in {', '.join(found['provenance_differs'])}",
+                      highlight=False, soft_wrap=True)
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    for task, row in found["tasks"].items():
+        lo, hi = row["ci"]
+        console.print(f"{task} {row['metric']}: A - B = {row['difference']:+.4f} [{lo:+.4f}, {hi:+.4f}], "
+                      f"p = {row['p']:.3g} ({row['test']}, n={row['n']}): {row['verdict']}", highlight=False)
+    console.print(f"disagreements: {disagreements or Path(run_a) / 'disagreements.csv'}", highlight=False)
+
+
+@app.command()
 def run(
     model: str = typer.Option(..., help="A preset or alias (see `qbench models`), or a qbench checkpoint folder."),
     suite: str = typer.Option(..., help="A suite in suites/: vqa, vqav2, gqa, vizwiz, textvqa, pope, lite, mini."),
@@ -284,7 +312,8 @@ def run(
     batch_size: int = typer.Option(8, min=1, help="Samples answered together (answers do not depend on it)."),
     variant: list[str] = typer.Option([], help="Score as a paper did, not as lmms-eval does (repeatable): "
                                       "textvqa_ocr=before-question (Cobra) or =after-question (LLaVA-1.5), "
-                                      "pope_parsing=lenient (LLaVA-1.5, Cobra)."),
+                                      "pope_parsing=lenient (LLaVA-1.5, Cobra), llava_prompt=vicuna_v1 "
+                                      "(the LLaVA-1.5 paper's system prompt)."),
     seed: int = typer.Option(0, help="Seed of random weights (--checkpoint random, or a preset without published "
                              "weights); recorded with the run, which resumes only with the same."),
 ) -> None:

@@ -23,9 +23,12 @@ class PromptFormat:
     bos: bool  # whether the tokenizer's BOS starts the sequence
     answer_suffix: str  # what ends an answer in training data (the EOS text)
     image_separator: str = ""  # what stands between the slots of several images
+    strip_question: bool = False  # prismatic's builders: `message.replace("<image>", "").strip()` before templating
 
     def render(self, question: str, images: int = 1) -> str:
         slots = self.image_separator.join([IMAGE] * images)
+        if self.strip_question:
+            question = question.replace(IMAGE, "").strip()
         return self.template.replace(IMAGE, slots).replace("{question}", question)
 
     def split(self, question: str, images: int = 1) -> list[str]:
@@ -34,9 +37,16 @@ class PromptFormat:
 
 
 PROMPTS: Registry[PromptFormat] = Registry("prompt format")
-# Cobra, ML-Mamba, Q-Mamba: Mamba-Zephyr chat; visual tokens are a pure prefix, no BOS.
-PROMPTS.register("zephyr")(PromptFormat(IMAGE + "<|user|>\n{question}<|endoftext|>\n<|assistant|>\n", False, "<|endoftext|>"))
+# Cobra, ML-Mamba, Q-Mamba: Mamba-Zephyr chat; visual tokens are a pure prefix, no BOS; the question stripped.
+PROMPTS.register("zephyr")(PromptFormat(IMAGE + "<|user|>\n{question}<|endoftext|>\n<|assistant|>\n", False,
+                                        "<|endoftext|>", strip_question=True))
 # Base (non-chat) Mamba LLMs.
-PROMPTS.register("mamba-base")(PromptFormat(IMAGE + "In: {question}\nOut: ", False, "<|endoftext|>"))
+PROMPTS.register("mamba-base")(PromptFormat(IMAGE + "In: {question}\nOut: ", False, "<|endoftext|>",
+                                            strip_question=True))
 # LLaVA-1.5 as llava-hf: BOS, then the visual tokens replace <image>.
 PROMPTS.register("llava")(PromptFormat("USER: " + IMAGE + "\n{question} ASSISTANT:", True, "</s>", "\n"))
+# LLaVA-1.5 as its paper evaluated it: the Vicuna v1 system prompt first (`--variant llava_prompt=vicuna_v1`).
+VICUNA_V1 = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+             "detailed, and polite answers to the user's questions.")
+PROMPTS.register("llava-vicuna-v1")(PromptFormat(VICUNA_V1 + " USER: " + IMAGE + "\n{question} ASSISTANT:", True,
+                                                 "</s>", "\n"))

@@ -19,8 +19,10 @@ from qbench.checkpoints import save_native
 from qbench.cli import app
 from qbench.fingerprint import fingerprint, weights_digest
 from qbench.folder import FolderBusy
+from qbench import stats
 from qbench.presets import get_preset
 from qbench.suites import mini, runner
+from qbench.suites.lmms_model import reference
 from qbench.suites.tasks import cache_for
 from qbench.vlm import VLM
 
@@ -95,6 +97,8 @@ def test_run_mini_writes_the_summary_and_one_scored_row_per_sample(data, tmp_pat
     assert summary["n_samples"] == {task: 2 for task in MINI_TASKS} and summary["errors"] == 0
     assert summary["variants"] == {} and summary["samples_per_s"] > 0
     assert {"torch", "transformers", "lmms_eval", "datasets", "qbench", "python"} <= set(summary["versions"])
+    assert summary["engine"] == "generate" and summary["batch_size"] >= 1 and set(summary["data"]) == set(MINI_TASKS)
+    assert summary["qbench_commit"] is None or len(summary["qbench_commit"].split("+")[0]) == 40
     rows = read_rows(folder)
     assert [(r["task"], r["doc_id"]) for r in rows] == [(task, i) for task in MINI_TASKS for i in range(2)]
     assert all(sorted(r) == sorted(ROW_KEYS) and 0 <= r["score"] <= 1 and r["error"] is None for r in rows)
@@ -198,7 +202,7 @@ def score_crafted(monkeypatch, data: Path, output: Path, suite: str, tasks: list
     docs = {task: docs_of(data, task, limit) for task in tasks}
     answers = {task: [crafted(task, i, doc) for i, doc in enumerate(docs[task])] for task in tasks}
     rows = [{"task": task, "doc_id": i, "question_id": None, "prompt": "", "answer": answers[task][i],
-             "target": None, "error": None} for task in tasks for i in range(limit)]
+             "target": reference(docs[task][i]), "error": None} for task in tasks for i in range(limit)]
     (folder / "progress-rank0.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     summary, _ = runner.run("tiny-cobra", suite, limit=limit, data_dir=data, output=output, device="cpu",
                             variants=variants)  # resumed: the model is not asked again (it would be interrupted)
@@ -214,6 +218,10 @@ def test_scores_equal_lmms_evals_own_scoring_functions(data, tmp_path, monkeypat
         assert [r["score"] for r in rows if r["task"] == task] == pytest.approx(scores)
         for name, value in metrics.items():
             assert summary["metrics"][task][name] == pytest.approx(value), (task, name)
+            task_rows = [r for r in rows if r["task"] == task]  # the bootstrap's statistic is lmms-eval's metric
+            assert stats.statistic_of(name)(task_rows) == pytest.approx(value), (task, name)
+            lo, hi = summary["intervals"][task][name]["ci"]
+            assert lo <= value <= hi and summary["intervals"][task][name]["n"] == limit
     assert 0 < summary["metrics"]["mini_vqav2"]["exact_match"] < 1  # the crafted answers exercise the scoring
 
 
@@ -425,3 +433,19 @@ def test_the_textvqa_ocr_variants_put_the_ocr_tokens_where_each_paper_did(data):
                              (["textvqa_ocr=after-question"], f"{question}\n{ocr}{short}")]:
         config = task_config(textvqa, data, parse_variants(variants), 16)
         assert config["doc_to_text"](doc, config["lmms_eval_specific_kwargs"]["default"]) == prompt
+
+
+def test_llava_prompt_variant_puts_the_papers_vicuna_v1_system_prompt_first_and_is_named_in_the_summary(data, tmp_path):
+    from qbench.prompts import PROMPTS
+
+    assert PROMPTS["llava-vicuna-v1"].render("Q?") == ("A chat between a curious user and an artificial intelligence "
+                                                       "assistant. The assistant gives helpful, detailed, and polite "
+                                                       "answers to the user's questions. USER: <image>\nQ? ASSISTANT:")
+    common = ["--suite", "mini", "--data-dir", str(data), "--output", str(tmp_path), "--limit", "1",
+              "--variant", "llava_prompt=vicuna_v1"]
+    refused = qbench_run("--model", "tiny-cobra", *common)
+    assert refused.exit_code == 2 and "applies to models with the llava prompt, not zephyr" in refused.output
+    result = qbench_run("--model", "tiny-llava", *common)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((only_run(tmp_path) / "summary.json").read_text())
+    assert summary["variants"] == {"llava_prompt": "vicuna_v1"} and summary["spec"]["prompt"] == "llava-vicuna-v1"

@@ -76,3 +76,23 @@ def test_every_tower_kind_gives_second_to_last_block_patch_features(kind):
         hidden = encoder.model(pixels[:, 3 * index : 3 * index + 3], output_hidden_states=True).hidden_states[-2]
         expected = hidden[:, encoder.prefix_tokens :]
         assert torch.allclose(features[..., 32 * index : 32 * (index + 1)], expected, atol=1e-5), name
+
+
+def activation_is_exact_gelu(encoder) -> bool:
+    x = torch.linspace(-4, 4, 101)
+    act = encoder.model.encoder.layers[0].mlp.activation_fn
+    return torch.equal(act(x), torch.nn.functional.gelu(x))
+
+
+@pytest.mark.parametrize("preset", ["tiny-cobra", "tiny-cobra-ldp", "tiny-ml-mamba", "tiny-q-mamba"])
+def test_prismatic_family_siglip_uses_exact_gelu_as_timm_does_and_siglip_alone_keeps_tanh(preset, tmp_path):
+    vision = get_preset(preset).vision
+    assert vision.kind == "dinosiglip" and activation_is_exact_gelu(build_tower(vision).encoders["siglip"])
+    alone = dataclasses.replace(vision, kind="siglip", dims={"siglip": vision.dims["siglip"]})
+    siglip = build_tower(alone).encoders["siglip"]
+    assert not activation_is_exact_gelu(siglip) and siglip.model.config.hidden_act == "gelu_pytorch_tanh"
+    siglip.model.save_pretrained(tmp_path / "siglip")  # released SigLIP weights carry the tanh config
+    dinov2 = build_tower(vision).encoders["dinov2"].model
+    dinov2.save_pretrained(tmp_path / "dinov2")
+    loaded = build_tower(vision, lambda hub_id: str(tmp_path / ("siglip" if "siglip" in hub_id else "dinov2")))
+    assert activation_is_exact_gelu(loaded.encoders["siglip"])

@@ -52,3 +52,13 @@ def test_builtin_tokenizer_is_deterministic():
     first = builtin_tokenizer.__wrapped__("qbench-tiny-neox").get_vocab()
     assert first == builtin_tokenizer.__wrapped__("qbench-tiny-neox").get_vocab()
     assert len(first) <= 1024  # fits the tiny presets' vocabulary
+
+
+@pytest.mark.parametrize("name", ["zephyr", "mamba-base"])
+def test_cobra_and_ml_mamba_prompts_strip_the_question_and_drop_image_tags_as_prismatic_does(name):
+    from qbench.prompts import PROMPTS
+
+    prompt = PROMPTS[name]
+    assert prompt.render("  <image>\nWhat colour is the car? \n") == prompt.render("What colour is the car?")
+    assert prompt.render(" What?", images=2).count("<image>") == 2
+    assert PROMPTS["llava"].render(" What?") == "USER: <image>\n What? ASSISTANT:"  # llava-hf: verbatim

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import dataclasses
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -31,13 +34,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from qbench import stats
 from qbench.inputs import ensure_writable
 from qbench.fingerprint import fingerprint, weights_digest
 from qbench.folder import FolderBusy, FolderLock, write_atomic
 from qbench.suites import journal
 from qbench.suites.lmms_model import QBenchLMM, process_rank
 from qbench.suites.registry import Suite, load_suite
-from qbench.suites.variants import Variant, parse_variants
+from qbench.suites.variants import Variant, parse_variants, prompt_variant
 from qbench.vlm import VLM
 
 SCHEMA = "qbench.run/1"
@@ -217,6 +221,29 @@ def metrics_of(results: dict[str, Any], task: str) -> dict[str, float]:
     return found
 
 
+def intervals_of(rows: list[dict[str, Any]], metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """Each task's 95% bootstrap interval and sample count for every metric lmms-eval reports for it."""
+    found = {}
+    for task, names in metrics.items():
+        picked = [row for row in rows if row["task"] == task]
+        found[task] = {metric: stats.interval(picked, metric) for metric in names}
+    return found
+
+
+def qbench_commit() -> str | None:
+    """The git commit of qbench's checkout (suffixed '+dirty' with local changes); None outside a git checkout."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def sample_score(logged: dict[str, Any], metric: str) -> float:
     value = logged[metric]
     return float(value["score"] if isinstance(value, dict) else value)
@@ -266,10 +293,12 @@ def summarize(vlm: VLM, prepared: Prepared, settings: dict[str, Any], results: d
               rows: list[dict[str, Any]], work: tuple[int, float], batch_size: int, reused: int,
               started: str) -> dict[str, Any]:
     generated, seconds = work
+    metrics = {name: metrics_of(results, name) for name in prepared.tasks}
     return {
         "schema": SCHEMA, "model": settings["model"], "suite": prepared.suite.name, "spec": vlm.spec.to_dict(),
-        "checkpoint": settings["checkpoint"], "metrics": {name: metrics_of(results, name) for name in prepared.tasks},
-        "variants": settings["variants"],
+        "checkpoint": settings["checkpoint"], "metrics": metrics,
+        "intervals": intervals_of(rows, metrics), "variants": settings["variants"],
+        "qbench_commit": qbench_commit(),
         "n_samples": {name: sum(r["task"] == name for r in rows) for name in prepared.tasks},
         "errors": sum(r["error"] is not None for r in rows),
         "samples_per_s": generated / seconds if generated else None, "device": device_name(vlm.device),
@@ -307,6 +336,18 @@ def claim(output: Path, request: dict[str, Any], identity: dict[str, Any]) -> tu
     return Path(outcome), lock
 
 
+@contextmanager
+def prompted(vlm: VLM, variants: list[Variant]) -> Iterator[None]:
+    """The VLM prompted as the variants ask (e.g. llava_prompt=vicuna_v1) for the time of a run; then as before."""
+    own = vlm.spec
+    prompt = prompt_variant(variants, own.prompt)
+    vlm.spec, vlm.tokenized = dataclasses.replace(own, prompt=prompt), {}
+    try:
+        yield
+    finally:
+        vlm.spec, vlm.tokenized = own, {}
+
+
 def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any], output: str | Path,
             limit: int | None, batch_size: int, max_new_tokens: int) -> tuple[dict[str, Any] | None, Path]:
     """Answer and score every task in a new or resumed run folder; rank 0 returns the summary (others None)."""
@@ -330,6 +371,7 @@ def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any]
             rows = scored_rows(results, prepared.tasks, folder)
             started = json.loads((folder / SETTINGS).read_text())["started"]
             summary = summarize(vlm, prepared, settings, results, rows, work, batch_size, reused, started)
+            summary["engine"] = getattr(lm, "engine_name", "generate")
             write_results(folder, summary, rows, results)
         barrier()
     finally:
@@ -359,7 +401,9 @@ def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None
         torch.manual_seed(seed)
         vlm = load_vlm(model, checkpoint, chosen, precision)
     source = checkpoint or (model if Path(model).is_dir() else spec.weights)
-    return execute(vlm, spec.name, prepared, checkpoint_info(source, seed), output, limit, batch_size, max_new_tokens)
+    with prompted(vlm, prepared.variants):
+        return execute(vlm, spec.name, prepared, checkpoint_info(source, seed), output, limit, batch_size,
+                       max_new_tokens)
 
 
 def evaluate(vlm: VLM, suite: str = "mini", limit: int | None = None, output: str | Path = DEFAULT_OUTPUT,
@@ -378,7 +422,8 @@ def evaluate(vlm: VLM, suite: str = "mini", limit: int | None = None, output: st
     training = vlm.training
     vlm.eval()
     try:
-        summary, _ = execute(vlm, vlm.spec.name, prepared, info, output, limit, batch_size, MAX_NEW_TOKENS)
+        with prompted(vlm, prepared.variants):
+            summary, _ = execute(vlm, vlm.spec.name, prepared, info, output, limit, batch_size, MAX_NEW_TOKENS)
     finally:
         vlm.train(training)
     return summary

@@ -152,10 +152,10 @@ def task_config(task: SuiteTask, data_dir: Path, variants: list[Variant], max_ne
 
 
 def check_variants(suite: Suite, variants: list[Variant]) -> None:
-    from qbench.suites.variants import applies
+    from qbench.suites.variants import MODEL_PROMPT, applies
 
     for variant in variants:
-        if not any(applies(variant, base_config(task.like)) for task in suite.tasks):
+        if variant.function != MODEL_PROMPT and not any(applies(variant, base_config(task.like)) for task in suite.tasks):
             raise ValueError(f"variant {variant.option}={variant.value} applies to no task of suite {suite.name}")
 
 

@@ -4,6 +4,9 @@
   after the question (`after-question`, lmms-eval's own `ocr: true`); Cobra put it before (`before-question`).
 - pope_parsing: lmms-eval counts an answer only if it is exactly "yes" or "no" (`strict`). LLaVA's and Cobra's
   scripts keep the first sentence and read any "no"/"not" as no and everything else as yes (`lenient`).
+- llava_prompt: qbench prompts LLaVA-1.5 with llava-hf's template, which has no system prompt (`llava-hf`); the
+  LLaVA-1.5 paper evaluated with the Vicuna v1 system prompt in front (`vicuna_v1`). This one changes the model's
+  prompt format (`function` "prompt"), not an lmms-eval task, and applies to models prompted with `wraps`.
 
 A variant wraps the lmms-eval task's own function (the prompt builder or the scorer), so everything else is
 unchanged, and it applies to every task built on that function (real, Lite and mini alike).
@@ -19,6 +22,7 @@ from typing import Any
 from qbench.registry import Registry
 
 Config = dict[str, Any]  # an lmms-eval task config
+MODEL_PROMPT = "prompt"  # the `function` of variants that change the model's prompt format, not a task
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ for _variant in (
     Variant("pope_parsing", "strict", "lmms-eval", "process_results", "pope_process_results", None),
     Variant("pope_parsing", "lenient", "LLaVA-1.5 and Cobra", "process_results", "pope_process_results",
             lambda config: functools.partial(lenient_pope, config["process_results"])),
+    Variant("llava_prompt", "llava-hf", "lmms-eval (llava-hf)", MODEL_PROMPT, "llava", None),
+    Variant("llava_prompt", "vicuna_v1", "LLaVA-1.5 paper", MODEL_PROMPT, "llava", lambda _: "llava-vicuna-v1"),
 ):
     VARIANTS.register(f"{_variant.option}={_variant.value}")(_variant)
 
@@ -76,6 +82,17 @@ def parse_variants(items: list[str]) -> list[Variant]:
     if repeated:
         raise ValueError(f"variant option given twice: {', '.join(repeated)}")
     return [variant for variant in chosen if variant.change is not None]
+
+
+def prompt_variant(variants: list[Variant], prompt: str) -> str:
+    """The prompt format a model prompted with `prompt` uses under these variants; ValueError if one cannot apply."""
+    for variant in variants:
+        if variant.function == MODEL_PROMPT:
+            if variant.wraps != prompt:
+                raise ValueError(f"variant {variant.option}={variant.value} applies to models with the {variant.wraps} "
+                                 f"prompt, not {prompt}")
+            prompt = variant.change({MODEL_PROMPT: prompt})
+    return prompt
 
 
 def applies(variant: Variant, config: Config) -> bool:

@@ -26,6 +26,11 @@ TOWERS.register("clip")(("clip",))  # LLaVA-1.5
 TOWERS.register("dinov2")(("dinov2",))
 TOWERS.register("vit")(("vit",))
 
+# Config fields a tower sets on its encoders, to match the code its system was trained and evaluated with: the
+# prismatic-family systems (Cobra, ML-Mamba, Q-Mamba) run SigLIP through timm's vit_so400m_patch14_siglip_384, whose
+# MLP uses exact GELU; SigLIP alone, as its authors ship it (transformers), keeps the tanh approximation.
+TOWER_OVERRIDES: dict[str, dict[str, dict[str, str]]] = {"dinosiglip": {"siglip": {"hidden_act": "gelu"}}}
+
 
 def build_tower(spec: VisionSpec, tower_weights: Callable[[str], str] | None = None) -> VisionTower:
     """Random-weight tower from the spec, or, given `tower_weights` (hub id -> local path), each encoder's own weights."""
@@ -33,10 +38,11 @@ def build_tower(spec: VisionSpec, tower_weights: Callable[[str], str] | None = N
     for name in TOWERS[spec.kind]:
         cls = ENCODERS[name]
         transform = cls.make_transform(spec.resolution)
+        overrides = TOWER_OVERRIDES.get(spec.kind, {}).get(name, {})
         if tower_weights is None:
-            encoders[name] = cls.random(spec.dims[name], spec.resolution, spec.patch, transform)
+            encoders[name] = cls.random(spec.dims[name], spec.resolution, spec.patch, transform, **overrides)
         else:
-            encoders[name] = cls.pretrained(tower_weights(spec.weights[name]), transform, spec.patch)
+            encoders[name] = cls.pretrained(tower_weights(spec.weights[name]), transform, spec.patch, **overrides)
     return VisionTower(encoders, spec.resolution, spec.patch)
 
 

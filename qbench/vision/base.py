@@ -50,8 +50,12 @@ class Encoder(nn.Module, ABC):
         return hidden[:, self.prefix_tokens :]
 
     @classmethod
-    def random(cls, dims: ViTDims, resolution: int, patch: int, transform: ImageTransform) -> Encoder:
-        return cls(cls.hf_class(cls.config(dims, resolution, patch)), transform, patch)
+    def random(cls, dims: ViTDims, resolution: int, patch: int, transform: ImageTransform, **overrides) -> Encoder:
+        """Random weights; `overrides` set config fields (e.g. the activation a tower's system was trained with)."""
+        config = cls.config(dims, resolution, patch)
+        for field, value in overrides.items():
+            setattr(config, field, value)
+        return cls(cls.hf_class(config), transform, patch)
 
     @classmethod
     def pretrained(cls, path: str, transform: ImageTransform, patch: int, **kwargs) -> Encoder:
