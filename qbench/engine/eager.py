@@ -40,8 +40,15 @@ def check_shape(decoder: EagerDecoder, embeds: torch.Tensor) -> None:
 def greedy(decoder: EagerDecoder, embeds: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
            eos_id: int | None = None) -> torch.Tensor:
     """[B, n] greedy tokens after the prompt; with `eos_id`, a finished row repeats EOS and all stop together."""
-    logits = decoder.prefill(embeds, mask)
-    finished = torch.zeros(embeds.shape[0], dtype=torch.bool, device=embeds.device)
+    return greedy_from(decoder, decoder.prefill(embeds, mask), max_new_tokens, eos_id)
+
+
+def greedy_from(decoder: EagerDecoder, logits: torch.Tensor, max_new_tokens: int, eos_id: int | None = None,
+                finished: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, n] greedy tokens from the prompt's last logits [B, V] on, stepping `decoder`; rows `finished` from the
+    start (e.g. a batch's padding rows) only repeat EOS and do not hold the others back."""
+    if finished is None:
+        finished = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
     tokens = []
     for index in range(max_new_tokens):
         token = logits.argmax(-1)
