@@ -31,7 +31,7 @@ from qbench.engine import make_decoder
 from qbench.engine.eager import EagerDecoder, greedy_from
 from qbench.engine.state import allocated_state, load_rows
 from qbench.vision.transforms import ImageLike
-from qbench.vlm import VLM
+from qbench.vlm import VLM, until_eos
 
 STAGES = ("preprocess", "vision", "prefill", "question", "decode")  # where the time goes (seconds, wall clock)
 LENGTH_STEP = 64  # a batch's state holds prefix + longest question + new tokens, rounded up to this (fewer captures)
@@ -103,17 +103,27 @@ class AnsweringEngine:
         return Plan(asked, image_of, list(befores.pop()), [after for _, after in segments])
 
     # --- answering ---------------------------------------------------------------------------------------------------
+    def answer(self, images: Sequence[ImageLike], questions: Sequence[str],
+               max_new_tokens: int | Sequence[int] = 16) -> list[str]:
+        """Greedy answers, one per (image, question), as `VLM.generate` gives them; `max_new_tokens` for all, or
+        one per question."""
+        return [self.vlm.decode_answer(row) for row in self.answer_tokens(images, questions, max_new_tokens)]
+
     @torch.inference_mode()
-    def answer(self, images: Sequence[ImageLike], questions: Sequence[str], max_new_tokens: int = 16) -> list[str]:
-        """Greedy answers, one per (image, question), as `VLM.generate` gives them."""
+    def answer_tokens(self, images: Sequence[ImageLike], questions: Sequence[str],
+                      max_new_tokens: int | Sequence[int] = 16) -> list[list[int]]:
+        """`answer`'s greedy tokens, as `VLM.generate_tokens` gives them: each up to its EOS (included)."""
         if not questions:
             return []
         settings = self.settings
+        limits = [max_new_tokens] * len(questions) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+        if len(limits) != len(questions) or min(limits) < 1:
+            raise ValueError(f"max_new_tokens: one count of at least 1 for all, or one per question ({len(questions)})")
         tokens: list[list[int]] = [[] for _ in questions]
         with ThreadPoolExecutor(settings.workers) as pool:
             plan = self.plan(images, questions, pool)
             prefix = len(plan.before) + self.vlm.visual_tokens
-            max_len = -(-(prefix + max(map(len, plan.after)) + max_new_tokens) // LENGTH_STEP) * LENGTH_STEP
+            max_len = -(-(prefix + max(map(len, plan.after)) + max(limits)) // LENGTH_STEP) * LENGTH_STEP
             windows = list(plan.windows(settings.window))
             pending = [self.preprocess(pool, plan, windows[0], images)]
             for index, window in enumerate(windows):
@@ -125,10 +135,11 @@ class AnsweringEngine:
                 for start in range(0, len(members), settings.batch):
                     batch = members[start : start + settings.batch]
                     rows = [plan.image_of[request] - window.start for request in batch]
-                    answers = self.answer_batch(bank, rows, [plan.after[r] for r in batch], max_len, max_new_tokens)
+                    answers = self.answer_batch(bank, rows, [plan.after[r] for r in batch], max_len,
+                                                [limits[r] for r in batch])
                     for request, row in zip(batch, answers):
                         tokens[request] = row
-        return [self.vlm.decode_answer(row) for row in tokens]
+        return tokens
 
     def preprocess(self, pool: ThreadPoolExecutor, plan: Plan, window: range,
                    images: Sequence[ImageLike]) -> list[Future]:
@@ -159,7 +170,7 @@ class AnsweringEngine:
         return bank
 
     def answer_batch(self, bank: DecodeState, rows: list[int], questions: list[list[int]], max_len: int,
-                     max_new_tokens: int) -> list[list[int]]:
+                     limits: list[int]) -> list[list[int]]:
         """Greedy tokens of a batch of questions, each continuing its image's row of the bank."""
         count, size = len(rows), 1 << (len(rows) - 1).bit_length()  # padded up to a power of two
         decoder = self.decoder(size, max_len)
@@ -175,8 +186,9 @@ class AnsweringEngine:
             logits = self.take_question(decoder, bank, sources, ids, mask)
         with self.stage("decode"):
             finished = torch.arange(size, device=self.device) >= count
-            out = greedy_from(decoder, logits, max_new_tokens, self.vlm.eos_id, finished)
-        return out[:count].tolist()
+            ends = torch.tensor(limits + [1] * (size - count), device=self.device)
+            out = greedy_from(decoder, logits, max(limits), self.vlm.eos_id, finished, ends)
+        return [until_eos(row[:limit], self.vlm.eos_id) for row, limit in zip(out.tolist(), limits)]
 
     def take_question(self, decoder: EagerDecoder, bank: DecodeState, sources: torch.Tensor, ids: torch.Tensor,
                       mask: torch.Tensor) -> torch.Tensor:
