@@ -275,7 +275,7 @@ def summarize(vlm: VLM, prepared: Prepared, settings: dict[str, Any], results: d
         "samples_per_s": generated / seconds if generated else None, "device": device_name(vlm.device),
         "world_size": dist.get_world_size() if dist.is_initialized() else 1, "dtype": settings["dtype"],
         "max_new_tokens": settings["max_new_tokens"], "limit": settings["limit"], "batch_size": batch_size,
-        "data": prepared.data, "resumed_samples": reused, "versions": versions(), "started": started,
+        "data": prepared.data, "resumed_samples": reused, "engine": settings["engine"], "versions": versions(), "started": started,
         "finished": now(),
     }
 
@@ -308,17 +308,18 @@ def claim(output: Path, request: dict[str, Any], identity: dict[str, Any]) -> tu
 
 
 def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any], output: str | Path,
-            limit: int | None, batch_size: int, max_new_tokens: int) -> tuple[dict[str, Any] | None, Path]:
+            limit: int | None, batch_size: int, max_new_tokens: int,
+            engine: str = "answering") -> tuple[dict[str, Any] | None, Path]:
     """Answer and score every task in a new or resumed run folder; rank 0 returns the summary (others None)."""
     rank, _, _ = process_rank()
     request = {"model": model, "suite": prepared.suite.name, "limit": limit,
                "variants": {v.option: v.value for v in prepared.variants}, "max_new_tokens": max_new_tokens,
                "dtype": str(vlm.dtype).removeprefix("torch.")}
-    settings = {**request, "checkpoint": checkpoint, "data": prepared.data}
+    settings = {**request, "checkpoint": checkpoint, "data": prepared.data, "engine": engine}
     folder, lock = claim(Path(output), request, {key: settings[key] for key in IDENTITY})
     try:
         lm = QBenchLMM(vlm=vlm, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                       journal=journal.Journal(folder, rank))
+                       journal=journal.Journal(folder, rank), engine=engine)
         reused = len(lm.journal.rows)
         try:
             results = answer_and_score(lm, prepared, limit, folder)
@@ -341,7 +342,8 @@ def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any]
 def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None = None,
         data_dir: str | Path = DEFAULT_DATA, output: str | Path = DEFAULT_OUTPUT, device: str | None = None,
         dtype: str | None = None, batch_size: int = 8, variants: list[str] | tuple[str, ...] = (),
-        max_new_tokens: int = MAX_NEW_TOKENS, seed: int = SEED) -> tuple[dict[str, Any] | None, Path]:
+        max_new_tokens: int = MAX_NEW_TOKENS, seed: int = SEED,
+        engine: str = "answering") -> tuple[dict[str, Any] | None, Path]:
     """`qbench run`: check the device, weights, tokenizer and output folder, load the data (failing fast), then the
     model, then answer and score. Returns (summary on rank 0, else None; the run folder). Random weights are drawn with
     `seed` (the caller's random state is left alone)."""
@@ -359,7 +361,8 @@ def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None
         torch.manual_seed(seed)
         vlm = load_vlm(model, checkpoint, chosen, precision)
     source = checkpoint or (model if Path(model).is_dir() else spec.weights)
-    return execute(vlm, spec.name, prepared, checkpoint_info(source, seed), output, limit, batch_size, max_new_tokens)
+    return execute(vlm, spec.name, prepared, checkpoint_info(source, seed), output, limit, batch_size, max_new_tokens,
+                   engine)
 
 
 def evaluate(vlm: VLM, suite: str = "mini", limit: int | None = None, output: str | Path = DEFAULT_OUTPUT,
