@@ -145,6 +145,51 @@ def speed(
     console.print(f"[green]wrote[/green] {results.out_dir / 'speed.json'} and speed.csv", highlight=False)
 
 
+@app.command()
+def workload(
+    model: str = typer.Option("cobra,ml-mamba,q-mamba,llava", help="Comma-separated presets or aliases."),
+    stream: str = typer.Option("vqa,vizwiz", help="Comma-separated request streams: vqa (the suite's shape), vizwiz "
+                                                  "(one question per image)."),
+    questions: int = typer.Option(3000, min=1, help="Requests per stream answered by the engine."),
+    plain_questions: int = typer.Option(320, min=1, help="The stream's first requests answered by today's path."),
+    plain_batch: int = typer.Option(32, min=1, help="Today's path: VLM.generate batch size."),
+    batch: int = typer.Option(256, min=1, help="Engine: questions decoded together."),
+    window: int = typer.Option(256, min=1, help="Engine: distinct images whose prefix states are held at once."),
+    encode_batch: int = typer.Option(16, min=1, help="Engine: images per tower + prefill call."),
+    workers: int = typer.Option(8, min=1, help="Engine: preprocessing threads."),
+    device: str = typer.Option("auto", help="cuda, cpu, or auto (cuda when there is one)."),
+    dtype: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
+    output: str = typer.Option(None, help="Folder for workload.json/csv (default "
+                                          "results/speed/<device>_<date>_answering)."),
+) -> None:
+    """Time the answering engine and today's path (VLM.generate) on a vqa-shaped request stream, random weights."""
+    import shlex
+    import sys
+    from pathlib import Path
+
+    from qbench.engine.answering import AnsweringSettings
+    from qbench.inputs import ensure_writable
+    from qbench.presets import get_preset
+    from qbench.speed import resolve_device
+    from qbench.speed.sweep import DTYPES
+    from qbench.speed.workload import STREAMS, WorkloadConfig, run_workload
+
+    for name in split(stream):
+        if name not in STREAMS:
+            fail(f"unknown stream {name!r}; choose from: {', '.join(STREAMS.names())}")
+    if dtype not in DTYPES:
+        fail(f"unknown dtype {dtype!r}; choose from: {', '.join(DTYPES)}")
+    models = split(model)
+    for name in models:
+        get_preset(name)  # an unknown name fails here, before anything is built
+    config = WorkloadConfig(models, split(stream), questions, plain_questions, plain_batch,
+                            AnsweringSettings(batch, window, encode_batch, workers), resolve_device(device), dtype)
+    out = ensure_writable(output, "--output") if output else None
+    command = "qbench " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+    folder = run_workload(config, out, command, lambda line: console.print(line, highlight=False))
+    console.print(f"[green]wrote[/green] {folder / 'workload.json'} and workload.csv", highlight=False)
+
+
 def split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -316,6 +361,8 @@ def run(
                                       "(the LLaVA-1.5 paper's system prompt)."),
     seed: int = typer.Option(0, help="Seed of random weights (--checkpoint random, or a preset without published "
                              "weights); recorded with the run, which resumes only with the same."),
+    engine: str = typer.Option("answering", help="answering (each image's prefix encoded and prefilled once for all "
+                               "its questions) or plain (VLM.generate per batch); the answers are the same."),
 ) -> None:
     """Evaluate a model on a suite through lmms-eval: summary.json and samples.jsonl in a new run folder."""
     import os
@@ -328,7 +375,7 @@ def run(
 
     try:
         summary, folder = run_suite(model, suite, limit, checkpoint, data_dir, output, device, dtype, batch_size,
-                                    variant, seed=seed)
+                                    variant, seed=seed, engine=engine)
     except FolderBusy as error:
         fail(f"{error}. Wait for it to finish, or give another --output to run the same again separately")
     except RunInterrupted as stop:

@@ -160,11 +160,17 @@ class VLM(nn.Module):
 
         An entry of `images` may be a list of images (the same number for every question): one prompt over all of
         them, in the system's multi-image layout (qbench.prompts)."""
+        return [self.decode_answer(row) for row in self.generate_tokens(images, questions, max_new_tokens, engine)]
+
+    @torch.inference_mode()
+    def generate_tokens(self, images: Sequence[ImageLike | Sequence[ImageLike]], questions: Sequence[str],
+                        max_new_tokens: int = 16, engine: str = "eager") -> list[list[int]]:
+        """`generate`'s greedy tokens, before decoding: each row up to its EOS (included) or `max_new_tokens`."""
         flat, per_prompt = images_per_prompt(images)
         visual = self.encode_images(self.preprocess(flat))
         embeds, mask, _ = self.build_inputs(visual, questions, images=per_prompt)
         tokens = greedy_decode(self.backbone, embeds, mask, max_new_tokens, eos_id=self.eos_id, engine=engine)
-        return [self.decode_answer(row) for row in tokens.tolist()]
+        return [until_eos(row, self.eos_id) for row in tokens.tolist()]
 
     def decode_answer(self, ids: list[int]) -> str:
         if self.eos_id in ids:
@@ -173,6 +179,11 @@ class VLM(nn.Module):
 
     def answer(self, image: ImageLike, question: str, max_new_tokens: int = 16) -> str:
         return self.generate([image], [question], max_new_tokens)[0]
+
+
+def until_eos(ids: list[int], eos_id: int) -> list[int]:
+    """Greedy tokens up to the first EOS, included (a finished row repeats EOS to the batch's end)."""
+    return ids[: ids.index(eos_id) + 1] if eos_id in ids else ids
 
 
 def images_per_prompt(images: Sequence[ImageLike | Sequence[ImageLike]]) -> tuple[list[ImageLike], int]:

@@ -50,6 +50,18 @@ class LlamaBackbone(Backbone):
         state.positions.copy_(positions[:, -1] + 1)
         return out.logits[:, -1]
 
+    def extend(self, ids: torch.Tensor, mask: torch.Tensor, state: DecodeState) -> torch.Tensor:
+        """Tokens [B, L] (left-padded, `mask` [B, L]) appended to a cache that holds a prompt's start; logits of
+        their last position [B, V]. The padding sits mid-sequence, masked; positions go on from each row's own."""
+        start, length = int(state.cache.get_seq_length()), ids.shape[1]
+        state.mask[:, start : start + length] = mask
+        state.mask[:, start + length :] = 1
+        positions = state.positions[:, None] + (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=ids, attention_mask=state.mask, position_ids=positions, past_key_values=state.cache,
+                         use_cache=True, logits_to_keep=1)
+        state.positions.copy_(positions[:, -1] + 1)
+        return out.logits[:, -1]
+
     def step(self, ids: torch.Tensor, state: DecodeState) -> torch.Tensor:
         out = self.model(input_ids=ids[:, None], attention_mask=state.mask, position_ids=state.positions[:, None],
                          past_key_values=state.cache, use_cache=True)

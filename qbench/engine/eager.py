@@ -40,14 +40,24 @@ def check_shape(decoder: EagerDecoder, embeds: torch.Tensor) -> None:
 def greedy(decoder: EagerDecoder, embeds: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
            eos_id: int | None = None) -> torch.Tensor:
     """[B, n] greedy tokens after the prompt; with `eos_id`, a finished row repeats EOS and all stop together."""
-    logits = decoder.prefill(embeds, mask)
-    finished = torch.zeros(embeds.shape[0], dtype=torch.bool, device=embeds.device)
+    return greedy_from(decoder, decoder.prefill(embeds, mask), max_new_tokens, eos_id)
+
+
+def greedy_from(decoder: EagerDecoder, logits: torch.Tensor, max_new_tokens: int, eos_id: int | None = None,
+                finished: torch.Tensor | None = None, limits: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, n] greedy tokens from the prompt's last logits [B, V] on, stepping `decoder`; rows `finished` from the
+    start (e.g. a batch's padding rows) only repeat EOS and do not hold the others back; a row ends (then repeats
+    EOS) after its own `limits` [B] tokens."""
+    if finished is None:
+        finished = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
     tokens = []
     for index in range(max_new_tokens):
         token = logits.argmax(-1)
         if eos_id is not None:
             token = token.masked_fill(finished, eos_id)
             finished |= token == eos_id
+            if limits is not None:
+                finished |= limits <= index + 1
         tokens.append(token)
         if index == max_new_tokens - 1 or (eos_id is not None and bool(finished.all())):
             break

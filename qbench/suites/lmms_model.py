@@ -29,6 +29,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from qbench.engine.answering import AnsweringEngine, AnsweringSettings
 from qbench.inputs import check_device
 from qbench.suites.journal import Journal
 from qbench.vision import load_image
@@ -36,6 +37,8 @@ from qbench.vlm import VLM
 
 # A picture that cannot be read: the sample is recorded with this error and the run goes on.
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError)
+ENGINES = ("answering", "plain")
+ENGINE_CHUNK = 1024  # requests the answering engine plans together (their images are held in memory meanwhile)
 
 
 def process_rank() -> tuple[int, int, int]:
@@ -80,8 +83,12 @@ class QBenchLMM(lmms):
 
     def __init__(self, preset: str | None = None, checkpoint: str | None = None, device: str | None = None,
                  dtype: str | None = None, batch_size: int | str = 1, max_new_tokens: int = 16,
-                 vlm: VLM | None = None, journal: Journal | None = None) -> None:
-        """Either `preset` (loaded here) or a ready `vlm`; `journal` records answers for resuming."""
+                 vlm: VLM | None = None, journal: Journal | None = None, engine: str = "answering") -> None:
+        """Either `preset` (loaded here) or a ready `vlm`; `journal` records answers for resuming. `engine`:
+        `answering` (the answering engine, each image's prefix once, over chunks of ENGINE_CHUNK requests) or `plain`
+        (`VLM.generate` per batch)."""
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; choose from: {', '.join(ENGINES)}")
         super().__init__()
         if (preset is None) == (vlm is None):
             raise ValueError("give the qbench model either preset=NAME_OR_CHECKPOINT_DIR or a loaded vlm")
@@ -97,10 +104,18 @@ class QBenchLMM(lmms):
         self.generated = 0  # samples answered by the model in this process (not taken from the journal)
         self.seconds = 0.0  # time spent answering them
         self._raw_docs: dict[tuple[str, str], Any] = {}
+        self.engine = engine
+        self.answering = AnsweringEngine(vlm, AnsweringSettings(batch=max(self.batch_size, 8))) \
+            if engine == "answering" else None
 
     @property
     def device(self) -> torch.device:
         return self.vlm.device
+
+    @property
+    def engine_name(self) -> str:
+        """What answered: the answering engine (and its decode) or `VLM.generate` per batch."""
+        return self.answering.name if self.answering else "generate"
 
     def clean(self) -> None:
         """lmms-eval calls this after inference; its default deletes the model, which must stay usable."""
@@ -123,7 +138,7 @@ class QBenchLMM(lmms):
             bar = progress.add_task("answering", total=len(todo))
             for task_name, same_task in itertools.groupby(todo, key=lambda r: r.args[4]):
                 progress.update(bar, description=f"answering {task_name}")
-                for batch in chunks(list(same_task), self.batch_size):
+                for batch in chunks(list(same_task), ENGINE_CHUNK if self.answering else self.batch_size):
                     self.journal.add(self.answer(batch))
                     progress.advance(bar, len(batch))
         return [self.journal.get(r.args[4], r.args[3])["answer"] for r in requests]
@@ -146,7 +161,8 @@ class QBenchLMM(lmms):
         if readable:
             kwargs = batch[0].args[1]
             until = kwargs.get("until") or []
-            answers = self.vlm.generate(images, [row["prompt"] for row in readable],
+            generate = self.answering.answer if self.answering else self.vlm.generate
+            answers = generate(images, [row["prompt"] for row in readable],
                                         int(kwargs.get("max_new_tokens") or self.max_new_tokens))
             for row, text in zip(readable, answers):
                 row["answer"] = cut(text, [until] if isinstance(until, str) else until)

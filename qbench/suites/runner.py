@@ -35,11 +35,11 @@ import torch
 import torch.distributed as dist
 
 from qbench import stats
-from qbench.inputs import ensure_writable
+from qbench.inputs import UserError, ensure_writable
 from qbench.fingerprint import fingerprint, weights_digest
 from qbench.folder import FolderBusy, FolderLock, write_atomic
 from qbench.suites import journal
-from qbench.suites.lmms_model import QBenchLMM, process_rank
+from qbench.suites.lmms_model import ENGINES, QBenchLMM, process_rank
 from qbench.suites.registry import Suite, load_suite
 from qbench.suites.variants import Variant, parse_variants, prompt_variant
 from qbench.vlm import VLM
@@ -349,7 +349,8 @@ def prompted(vlm: VLM, variants: list[Variant]) -> Iterator[None]:
 
 
 def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any], output: str | Path,
-            limit: int | None, batch_size: int, max_new_tokens: int) -> tuple[dict[str, Any] | None, Path]:
+            limit: int | None, batch_size: int, max_new_tokens: int,
+            engine: str = "answering") -> tuple[dict[str, Any] | None, Path]:
     """Answer and score every task in a new or resumed run folder; rank 0 returns the summary (others None)."""
     rank, _, _ = process_rank()
     request = {"model": model, "suite": prepared.suite.name, "limit": limit,
@@ -359,7 +360,7 @@ def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any]
     folder, lock = claim(Path(output), request, {key: settings[key] for key in IDENTITY})
     try:
         lm = QBenchLMM(vlm=vlm, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                       journal=journal.Journal(folder, rank))
+                       journal=journal.Journal(folder, rank), engine=engine)
         reused = len(lm.journal.rows)
         try:
             results = answer_and_score(lm, prepared, limit, folder)
@@ -371,7 +372,7 @@ def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any]
             rows = scored_rows(results, prepared.tasks, folder)
             started = json.loads((folder / SETTINGS).read_text())["started"]
             summary = summarize(vlm, prepared, settings, results, rows, work, batch_size, reused, started)
-            summary["engine"] = getattr(lm, "engine_name", "generate")
+            summary["engine"] = lm.engine_name
             write_results(folder, summary, rows, results)
         barrier()
     finally:
@@ -383,13 +384,16 @@ def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any]
 def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None = None,
         data_dir: str | Path = DEFAULT_DATA, output: str | Path = DEFAULT_OUTPUT, device: str | None = None,
         dtype: str | None = None, batch_size: int = 8, variants: list[str] | tuple[str, ...] = (),
-        max_new_tokens: int = MAX_NEW_TOKENS, seed: int = SEED) -> tuple[dict[str, Any] | None, Path]:
+        max_new_tokens: int = MAX_NEW_TOKENS, seed: int = SEED,
+        engine: str = "answering") -> tuple[dict[str, Any] | None, Path]:
     """`qbench run`: check the device, weights, tokenizer and output folder, load the data (failing fast), then the
     model, then answer and score. Returns (summary on rank 0, else None; the run folder). Random weights are drawn with
     `seed` (the caller's random state is left alone)."""
     from qbench.checkpoints import check_ready, load_vlm, model_spec, resolve_dtype
     from qbench.suites.lmms_model import pick_device
 
+    if engine not in ENGINES:
+        raise UserError(f"unknown engine {engine!r}; choose from: {', '.join(ENGINES)}")
     spec = model_spec(model)
     chosen = pick_device(device)
     precision = resolve_dtype(dtype, chosen)
@@ -403,7 +407,7 @@ def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None
     source = checkpoint or (model if Path(model).is_dir() else spec.weights)
     with prompted(vlm, prepared.variants):
         return execute(vlm, spec.name, prepared, checkpoint_info(source, seed), output, limit, batch_size,
-                       max_new_tokens)
+                       max_new_tokens, engine)
 
 
 def evaluate(vlm: VLM, suite: str = "mini", limit: int | None = None, output: str | Path = DEFAULT_OUTPUT,
