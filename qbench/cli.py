@@ -163,10 +163,6 @@ def workload(
                                           "results/speed/<device>_<date>_answering)."),
 ) -> None:
     """Time the answering engine and today's path (VLM.generate) on a vqa-shaped request stream, random weights."""
-    import shlex
-    import sys
-    from pathlib import Path
-
     from qbench.engine.answering import AnsweringSettings
     from qbench.inputs import ensure_writable
     from qbench.presets import get_preset
@@ -185,8 +181,7 @@ def workload(
     config = WorkloadConfig(models, split(stream), questions, plain_questions, plain_batch,
                             AnsweringSettings(batch, window, encode_batch, workers), resolve_device(device), dtype)
     out = ensure_writable(output, "--output") if output else None
-    command = "qbench " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
-    folder = run_workload(config, out, command, lambda line: console.print(line, highlight=False))
+    folder = run_workload(config, out, config.command(output), lambda line: console.print(line, highlight=False))
     console.print(f"[green]wrote[/green] {folder / 'workload.json'} and workload.csv", highlight=False)
 
 

@@ -124,7 +124,7 @@ def time_engine(vlm: VLM, requests: list[Request], settings: AnsweringSettings) 
                                    [r.new_tokens for r in requests])
     synchronize(vlm.device)
     seconds = time.perf_counter() - started
-    return answers, {"seconds": seconds, "answers_per_s": len(requests) / seconds, "engine": engine.name,
+    return answers, {"seconds": seconds, "answers_per_s": len(requests) / seconds, "name": engine.name,
                      **{f"{stage}_s": engine.seconds[stage] for stage in STAGES}}
 
 
@@ -155,6 +155,18 @@ class WorkloadConfig:
     dtype: str = "bf16"
     seed: int = 0
 
+    def command(self, output: str | None = None) -> str:
+        """The `qbench workload` command line that runs this, every setting spelled out."""
+        import shlex
+
+        settings = self.settings
+        args = ["--model", ",".join(self.models), "--stream", ",".join(self.streams), "--questions",
+                str(self.questions), "--plain-questions", str(self.plain_questions), "--plain-batch",
+                str(self.plain_batch), "--batch", str(settings.batch), "--window", str(settings.window),
+                "--encode-batch", str(settings.encode_batch), "--workers", str(settings.workers), "--device",
+                self.device, "--dtype", self.dtype, *(["--output", output] if output else [])]
+        return shlex.join(["qbench", "workload", *args])
+
 
 def measure(vlm: VLM, model: str, stream: str, config: WorkloadConfig) -> dict:
     """One row: the engine on the whole stream, today's path on its start, their answers compared there."""
@@ -181,8 +193,8 @@ def measure(vlm: VLM, model: str, stream: str, config: WorkloadConfig) -> dict:
 
 
 def run_workload(config: WorkloadConfig, out_dir: Path | None, command: str, log=print) -> Path:
-    """Every model on every stream; workload.json/csv and a README in `out_dir` (default
-    results/speed/<device>_<date>_answering/), rewritten after each row so that a run cut short keeps what it did."""
+    """Every model on every stream; workload.json/csv in `out_dir` (default results/speed/<device>_<date>_answering/),
+    rewritten after each row so that a run cut short keeps what it did."""
     from qbench.speed.sweep import DTYPES
 
     env = environment(torch.device(config.device))
