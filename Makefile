@@ -104,3 +104,11 @@ ablation-gpu:  ## train + time the tiny ablation on the GPU machine (bench/ablat
 .PHONY: fsdp-gpu
 fsdp-gpu:  ## on a machine with several GPUs: FSDP vs DDP training of the full presets; OUT=dir for its logs
 	OUT=$(OUT) bash bench/fsdp_gpu.sh
+
+# The answering engine beside today's path (VLM.generate, batch 32) on vqa-shaped and VizWiz-like request streams, the
+# four full presets on random weights in bf16, in one device call (README, "Answering at GPU speed"); OUT=dir.
+WORKLOAD_OUT ?= results/speed/nvidia-h200_2026-12-03_answering
+.PHONY: workload-gpu
+workload-gpu:  ## answers/s of the answering engine and of VLM.generate on the GPU machine, into WORKLOAD_OUT
+	HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli workload --model cobra,ml-mamba,q-mamba,llava --stream vqa,vizwiz \
+		--questions 1500 --plain-questions 128 --device cuda --dtype bf16 --output $(WORKLOAD_OUT)

@@ -153,21 +153,17 @@ def workload(
     questions: int = typer.Option(3000, min=1, help="Requests per stream answered by the engine."),
     plain_questions: int = typer.Option(320, min=1, help="The stream's first requests answered by today's path."),
     plain_batch: int = typer.Option(32, min=1, help="Today's path: VLM.generate batch size."),
-    batch: int = typer.Option(256, min=1, help="Engine: questions decoded together."),
-    window: int = typer.Option(256, min=1, help="Engine: distinct images whose prefix states are held at once."),
-    encode_batch: int = typer.Option(16, min=1, help="Engine: images per tower + prefill call."),
-    workers: int = typer.Option(8, min=1, help="Engine: preprocessing threads."),
+    batch: int = typer.Option(None, min=1, help="Engine: questions decoded together (default: the device's, "
+                                                "qbench.engine.answering.device_settings)."),
+    window: int = typer.Option(None, min=1, help="Engine: distinct images whose prefix states are held at once."),
+    encode_batch: int = typer.Option(None, min=1, help="Engine: images per tower + prefill call."),
+    workers: int = typer.Option(None, min=1, help="Engine: preprocessing threads."),
     device: str = typer.Option("auto", help="cuda, cpu, or auto (cuda when there is one)."),
     dtype: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
     output: str = typer.Option(None, help="Folder for workload.json/csv (default "
                                           "results/speed/<device>_<date>_answering)."),
 ) -> None:
     """Time the answering engine and today's path (VLM.generate) on a vqa-shaped request stream, random weights."""
-    import shlex
-    import sys
-    from pathlib import Path
-
-    from qbench.engine.answering import AnsweringSettings
     from qbench.inputs import ensure_writable
     from qbench.presets import get_preset
     from qbench.speed import resolve_device
@@ -182,11 +178,12 @@ def workload(
     models = split(model)
     for name in models:
         get_preset(name)  # an unknown name fails here, before anything is built
+    given = {"batch": batch, "window": window, "encode_batch": encode_batch, "workers": workers}
     config = WorkloadConfig(models, split(stream), questions, plain_questions, plain_batch,
-                            AnsweringSettings(batch, window, encode_batch, workers), resolve_device(device), dtype)
+                            {name: value for name, value in given.items() if value is not None}, resolve_device(device),
+                            dtype)
     out = ensure_writable(output, "--output") if output else None
-    command = "qbench " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
-    folder = run_workload(config, out, command, lambda line: console.print(line, highlight=False))
+    folder = run_workload(config, out, config.command(output), lambda line: console.print(line, highlight=False))
     console.print(f"[green]wrote[/green] {folder / 'workload.json'} and workload.csv", highlight=False)
 
 

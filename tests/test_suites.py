@@ -97,7 +97,8 @@ def test_run_mini_writes_the_summary_and_one_scored_row_per_sample(data, tmp_pat
     assert summary["n_samples"] == {task: 2 for task in MINI_TASKS} and summary["errors"] == 0
     assert summary["variants"] == {} and summary["samples_per_s"] > 0
     assert {"torch", "transformers", "lmms_eval", "datasets", "qbench", "python"} <= set(summary["versions"])
-    assert summary["engine"] == "generate" and summary["batch_size"] >= 1 and set(summary["data"]) == set(MINI_TASKS)
+    assert summary["engine"] == "answering (eager decode)" and summary["batch_size"] >= 1
+    assert set(summary["data"]) == set(MINI_TASKS)
     assert summary["qbench_commit"] is None or len(summary["qbench_commit"].split("+")[0]) == 40
     rows = read_rows(folder)
     assert [(r["task"], r["doc_id"]) for r in rows] == [(task, i) for task in MINI_TASKS for i in range(2)]
@@ -358,6 +359,21 @@ def test_random_weights_are_seeded_and_a_resume_with_other_weights_is_refused(da
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["checkpoint"] == {"source": "random", "sha256": None, "seed": 0} and summary["resumed_samples"] == 3
     assert digests[0] == digests[2] != digests[1]
+
+
+def test_the_answering_engine_and_plain_generate_write_the_same_answers(data, weights, tmp_path):
+    args = ["--model", "tiny-cobra", "--checkpoint", str(weights), "--suite", "mini", "--limit", "4", "--data-dir",
+            str(data), "--device", "cpu", "--batch-size", "3"]
+    for engine in ("answering", "plain"):
+        result = qbench_run(*args, "--engine", engine, "--output", str(tmp_path / engine))
+        assert result.exit_code == 0, result.output
+    folders = {engine: only_run(tmp_path / engine) for engine in ("answering", "plain")}
+    answers = {engine: {(r["task"], r["doc_id"]): r["answer"] for r in read_rows(folder)}
+               for engine, folder in folders.items()}
+    assert answers["answering"] == answers["plain"] and len(answers["plain"]) == 4 * len(MINI_TASKS)
+    assert len(set(answers["plain"].values())) > 1  # real, varied answers
+    engines = {engine: json.loads((folder / "summary.json").read_text())["engine"] for engine, folder in folders.items()}
+    assert engines == {"answering": "answering (eager decode)", "plain": "generate"}
 
 
 # --- two processes ----------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ The answers are `VLM.generate`'s: the same tokens in the same positions, only co
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Hashable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,6 +44,43 @@ class AnsweringSettings:
     window: int = 64  # distinct images whose prefix states are held at once
     encode_batch: int = 16  # images per tower + projector + prefill call
     workers: int = 4  # preprocessing threads
+
+
+BATCH = {"cuda": 256, "cpu": 128}  # questions decoded together and images held at most, as the state memory allows
+STATE_SHARE = 0.6  # of the memory free beside the model, for the bank and the decoders' states
+ROW_ROOM = 128  # tokens beyond the prefix a decode row is sized for (question + answer)
+
+
+def device_settings(vlm: VLM, batch: int = 1) -> AnsweringSettings:
+    """The engine's settings on `vlm`'s device: the largest power of two from `batch` up to BATCH (256 on a GPU,
+    128 on the CPU, where small batches spend their time in per-step overhead), both as the decode batch and the
+    window of images, whose states fit in STATE_SHARE of the free memory: the bank's rows plus the decoders' (one
+    per power of two up to the batch: twice its rows). A Mamba backbone's rows are small: the full batch; a 7B
+    Llama's KV cache of ~700 tokens (350 MB a row in bf16) allows about 64 on an H200. Settings never change an
+    answer."""
+    prefix = len(vlm.prompt_segments("")[0]) + vlm.visual_tokens
+    bank_row, decode_row = row_bytes(vlm, prefix), row_bytes(vlm, prefix + ROW_ROOM)
+    budget = STATE_SHARE * free_memory(vlm.device)
+    size = BATCH.get(vlm.device.type, BATCH["cpu"])
+    while size > max(batch, 1) and size * (bank_row + 2 * decode_row) > budget:
+        size //= 2
+    workers = 8 if vlm.device.type == "cuda" else 2
+    return AnsweringSettings(batch=size, window=size, encode_batch=16, workers=workers)
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free on a GPU, or available on the host."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def row_bytes(vlm: VLM, length: int) -> int:
+    """Bytes of one row of the backbone's decode state holding `length` tokens."""
+    from qbench.engine.graph import tensors_of
+
+    state = allocated_state(vlm.backbone, 1, length)
+    return sum(tensor.numel() * tensor.element_size() for tensor in tensors_of(state) if tensor.dim() > 0)
 
 
 def image_key(image: ImageLike) -> Hashable:
@@ -76,7 +114,7 @@ class AnsweringEngine:
     def __init__(self, vlm: VLM, settings: AnsweringSettings = AnsweringSettings()):
         self.vlm, self.settings = vlm, settings
         self.device = vlm.device
-        self.decoders: dict[tuple[int, int], EagerDecoder] = {}  # (batch, max_len) -> decoder over its own state
+        self.decoders: dict[int, EagerDecoder] = {}  # batch -> decoder over its own state
         self.banks: dict[int, DecodeState] = {}  # prefix length -> state of `window` rows
         self.seconds = dict.fromkeys(STAGES, 0.0)
 
@@ -213,15 +251,17 @@ class AnsweringEngine:
         return self.banks[prefix]
 
     def decoder(self, batch: int, max_len: int) -> EagerDecoder:
-        """A decoder of `batch` rows over its own state: on a GPU its step captured once as a CUDA graph."""
-        if (batch, max_len) not in self.decoders:
+        """A decoder of `batch` rows over its own state of at least `max_len` tokens: on a GPU its step captured
+        once as a CUDA graph. One per batch size: a longer one replaces it (its state is freed first)."""
+        if batch not in self.decoders or self.decoders[batch].max_len < max_len:
+            self.decoders.pop(batch, None)
             graph = self.device.type == "cuda"
             decoder = make_decoder("graph-nocompile" if graph else "eager", self.vlm.backbone, batch, max_len)
             decoder.state = allocated_state(self.vlm.backbone, batch, max_len)
             if graph:
                 decoder.capture_step()
-            self.decoders[batch, max_len] = decoder
-        return self.decoders[batch, max_len]
+            self.decoders[batch] = decoder
+        return self.decoders[batch]
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

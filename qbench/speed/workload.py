@@ -13,7 +13,7 @@ import datetime
 import json
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from qbench.engine.answering import STAGES, AnsweringEngine, AnsweringSettings, image_key
+from qbench.engine.answering import STAGES, AnsweringEngine, AnsweringSettings, device_settings, image_key
 from qbench.folder import write_atomic
 from qbench.presets import TINY_TOKENIZERS, get_preset
 from qbench.registry import Registry
@@ -113,10 +113,15 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_engine(vlm: VLM, requests: list[Request], settings: AnsweringSettings) -> tuple[list[list[int]], dict]:
-    """The engine's answers and its time, after a warm-up pass on the stream's first images (captures, autotuning)."""
+    """The engine's answers and its time, after a warm-up pass on the stream's first questions and its longest, to
+    the longest answer, then a decoder of that length for every batch size (captures, autotuning: once per run)."""
     engine = AnsweringEngine(vlm, settings)
-    warm = requests[: settings.batch]
-    engine.answer_tokens([r.image for r in warm], [r.question for r in warm], [r.new_tokens for r in warm])
+    warm = requests[: settings.batch] + [max(requests, key=lambda r: len(r.question))]
+    longest = max(r.new_tokens for r in requests)
+    engine.answer_tokens([r.image for r in warm], [r.question for r in warm], longest)
+    max_len = max(decoder.max_len for decoder in engine.decoders.values())
+    for size in (1 << power for power in range((settings.batch - 1).bit_length() + 1)):
+        engine.decoder(size, max_len)
     engine.seconds = dict.fromkeys(STAGES, 0.0)
     synchronize(vlm.device)
     started = time.perf_counter()
@@ -124,7 +129,7 @@ def time_engine(vlm: VLM, requests: list[Request], settings: AnsweringSettings) 
                                    [r.new_tokens for r in requests])
     synchronize(vlm.device)
     seconds = time.perf_counter() - started
-    return answers, {"seconds": seconds, "answers_per_s": len(requests) / seconds, "engine": engine.name,
+    return answers, {"seconds": seconds, "answers_per_s": len(requests) / seconds, "name": engine.name,
                      **{f"{stage}_s": engine.seconds[stage] for stage in STAGES}}
 
 
@@ -150,16 +155,28 @@ class WorkloadConfig:
     questions: int = 3000  # per stream, for the engine
     plain_questions: int = 320  # the stream's first ones, for today's path (slower: fewer)
     plain_batch: int = 32
-    settings: AnsweringSettings = AnsweringSettings()
+    settings: dict[str, int] = field(default_factory=dict)  # the engine's settings other than its device's defaults
     device: str = "cuda"
     dtype: str = "bf16"
     seed: int = 0
+
+    def command(self, output: str | None = None) -> str:
+        """The `qbench workload` command line that runs this, every setting spelled out."""
+        import shlex
+
+        settings = [arg for name, value in self.settings.items() for arg in (f"--{name.replace('_', '-')}", str(value))]
+        args = ["--model", ",".join(self.models), "--stream", ",".join(self.streams), "--questions",
+                str(self.questions), "--plain-questions", str(self.plain_questions), "--plain-batch",
+                str(self.plain_batch), *settings, "--device", self.device, "--dtype", self.dtype,
+                *(["--output", output] if output else [])]
+        return shlex.join(["qbench", "workload", *args])
 
 
 def measure(vlm: VLM, model: str, stream: str, config: WorkloadConfig) -> dict:
     """One row: the engine on the whole stream, today's path on its start, their answers compared there."""
     requests = make_stream(stream, config.questions, config.seed)
-    engine_answers, engine = time_engine(vlm, requests, config.settings)
+    settings = replace(device_settings(vlm), **config.settings)
+    engine_answers, engine = time_engine(vlm, requests, settings)
     plain_answers, plain = time_plain(vlm, requests[: config.plain_questions], config.plain_batch)
     same = sum(ours == theirs[: request.new_tokens]  # today's row ran on to its batch's longest answer
                for ours, theirs, request in zip(engine_answers, plain_answers, requests))
@@ -176,13 +193,13 @@ def measure(vlm: VLM, model: str, stream: str, config: WorkloadConfig) -> dict:
         "identical_share": same / len(plain_answers),
         "suite_minutes": SUITE_QUESTIONS / engine["answers_per_s"] / 60 if stream == "vqa" else None,
         "plain_suite_minutes": SUITE_QUESTIONS / plain["answers_per_s"] / 60 if stream == "vqa" else None,
-        **{f"setting_{key}": value for key, value in asdict(config.settings).items()},
+        **{f"setting_{key}": value for key, value in asdict(settings).items()},
     }
 
 
 def run_workload(config: WorkloadConfig, out_dir: Path | None, command: str, log=print) -> Path:
-    """Every model on every stream; workload.json/csv and a README in `out_dir` (default
-    results/speed/<device>_<date>_answering/), rewritten after each row so that a run cut short keeps what it did."""
+    """Every model on every stream; workload.json/csv in `out_dir` (default results/speed/<device>_<date>_answering/),
+    rewritten after each row so that a run cut short keeps what it did."""
     from qbench.speed.sweep import DTYPES
 
     env = environment(torch.device(config.device))
@@ -205,6 +222,6 @@ def run_workload(config: WorkloadConfig, out_dir: Path | None, command: str, log
 def write_workload(out_dir: Path, command: str, env: dict, config: WorkloadConfig, rows: list[dict]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     document = {"schema": "qbench.workload/1", "command": command, "environment": env,
-                "config": {**asdict(config), "settings": asdict(config.settings)}, "rows": rows}
+                "config": asdict(config), "rows": rows}
     write_atomic(out_dir / "workload.json", json.dumps(document, indent=2) + "\n")
     pd.DataFrame(rows).to_csv(out_dir / "workload.csv", index=False)

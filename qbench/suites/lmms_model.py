@@ -29,7 +29,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from qbench.engine.answering import AnsweringEngine, AnsweringSettings
+from qbench.engine.answering import AnsweringEngine, device_settings
 from qbench.inputs import check_device
 from qbench.suites.journal import Journal
 from qbench.vision import load_image
@@ -105,7 +105,7 @@ class QBenchLMM(lmms):
         self.seconds = 0.0  # time spent answering them
         self._raw_docs: dict[tuple[str, str], Any] = {}
         self.engine = engine
-        self.answering = AnsweringEngine(vlm, AnsweringSettings(batch=max(self.batch_size, 8))) \
+        self.answering = AnsweringEngine(vlm, device_settings(vlm, self.batch_size)) \
             if engine == "answering" else None
 
     @property
