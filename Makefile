@@ -90,13 +90,17 @@ tiny-weights:  ## train the tiny presets into weights/tiny/<preset>/ (qbench che
 	for p in $(TINY_PRESETS); do HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli train --model $$p \
 		--out weights/tiny/$$p $(TINY_TRAIN) --save-dtype fp16 || exit 1; done
 
+# the ablation's seeds and budget (3 seeds at 3000 steps x 32 do not fit one GPU call: see results/ablation/tiny)
+ABLATION_SEEDS ?= 0,1,2
+ABLATION_TRAIN ?= --steps 500 --batch-size 64 --recipe cobra --lr 3e-3 --train-questions 4000
 ablation-tiny:  ## the tiny ablation: train + time (GPU if there is one), evaluate on the mini suite, tables
-	HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli ablate --name tiny $(TINY_TRAIN) --limit $(ABLATION_LIMIT)
+	HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli ablate --name tiny $(ABLATION_TRAIN) --seeds $(ABLATION_SEEDS) \
+		--limit $(ABLATION_LIMIT)
 
 # Its GPU half in one device call: every combination trained at once, then timed; OUT=dir receives the checkpoints
-# (data/ablation/tiny/<combination>/ in four archives), which `make ablation-tiny` then evaluates on the CPU.
+# (data/ablation/tiny/<combination>/seed<N>/ in five archives), which `make ablation-tiny` then evaluates on the CPU.
 ablation-gpu:  ## train + time the tiny ablation on the GPU machine (bench/ablation_gpu.sh); OUT=dir for its files
-	OUT=$(OUT) TRAIN="$(TINY_TRAIN)" bash bench/ablation_gpu.sh
+	OUT=$(OUT) TRAIN="$(ABLATION_TRAIN)" SEEDS=$(ABLATION_SEEDS) bash bench/ablation_gpu.sh
 
 # Training the full presets over the GPUs of one machine (bench/fsdp_gpu.sh): 10 steps each of LLaVA-1.5 (Llama 7B),
 # Cobra (Mamba 2.8B) and ML-Mamba (Mamba-2 2.7B), sharded (fsdp) and replicated (ddp); peak memory and seconds per

@@ -7,23 +7,34 @@
    step that differs with eager's margin between its two best logits there, and the largest logit difference.
 2. Each trained checkpoint answering 64 mini-suite evaluation questions in bf16 under both engines: the answers
    that agree, and each engine's exact-match accuracy.
+
+Batch invariance (does an answer depend on the batch it was asked in?):
+
+    python3 bench/same_tokens.py --batch-invariance cobra-3b,ml-mamba-2.7b,q-mamba-3b,llava-1.5-7b
+
+3. Each full preset on random weights in bf16 (the tiny twin's built-in tokenizer: the GPU machine has no hub)
+   answering 32 mini-suite questions greedily (16 new tokens, eager engine) one at a time and as one batch of 32
+   (left-padded prompts of different lengths): the share of identical answers (token for token) and, where they
+   differ, the first differing token.
 """
 
 from __future__ import annotations
 
 import json
+import platform
 import sys
 
 import torch
+import transformers
 
 from qbench.backbones import Backbone, build_backbone
 from qbench.checkpoints import load_vlm
 from qbench.engine import make_decoder
-from qbench.presets import get_preset
+from qbench.presets import get_preset, tiny_twin
 from qbench.speed.sweep import DTYPES
-from qbench.vlm import default_dtype
+from qbench.vlm import build_vlm, default_dtype
 
-PROMPT, STEPS, QUESTIONS, BATCH = 729, 64, 64, 8
+PROMPT, STEPS, QUESTIONS, BATCH, INVARIANCE_BATCH = 729, 64, 64, 8, 32
 
 
 @torch.inference_mode()
@@ -60,12 +71,44 @@ def random_llm(name: str, dtype: str) -> dict:
     return row
 
 
-def trained(path: str) -> dict:
+def mini_questions(count: int) -> list[tuple]:
+    """(image, prompt, answer) of `count` mini-suite evaluation questions, as many from each dataset."""
     from qbench.suites.mini import PROMPT_SUFFIX, SPLITS, dataset_examples
 
+    return [(e.image, e.qa.question + PROMPT_SUFFIX[name], e.qa.answer)
+            for name in SPLITS for e in dataset_examples(name, 0, "eval", count // len(SPLITS))]
+
+
+def first_difference(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def batch_invariance(name: str) -> dict:
+    spec = get_preset(name)
+    spec = spec.replace(tokenizer=tiny_twin(spec).tokenizer)
+    torch.manual_seed(0)
+    vlm = build_vlm(spec, device="cuda", dtype=torch.bfloat16).eval()
+    examples = mini_questions(INVARIANCE_BATCH)
+    images, prompts = [image for image, _, _ in examples], [prompt for _, prompt, _ in examples]
+    alone = [vlm.generate_tokens([image], [prompt])[0] for image, prompt in zip(images, prompts)]
+    together = vlm.generate_tokens(images, prompts)
+    differ = [first_difference(a, b) for a, b in zip(alone, together) if a != b]
+    del vlm
+    torch.cuda.empty_cache()
+    return {"check": "batch_invariance", "model": name, "dtype": "bf16", "weights": "random (seed 0)",
+            "tokenizer": spec.tokenizer, "engine": "eager", "max_new_tokens": 16, "questions": len(examples),
+            "batch": len(examples), "identical": len(examples) - len(differ),
+            "identical_share": (len(examples) - len(differ)) / len(examples), "first_differing_tokens": differ}
+
+
+def environment() -> dict:
+    return {"check": "environment", "gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+            "cuda": torch.version.cuda, "transformers": transformers.__version__, "python": platform.python_version()}
+
+
+def trained(path: str) -> dict:
     vlm = load_vlm(path, device="cuda", dtype="bf16")
-    examples = [(e.image, e.qa.question + PROMPT_SUFFIX[name], e.qa.answer)
-                for name in SPLITS for e in dataset_examples(name, 0, "eval", QUESTIONS // len(SPLITS))]
+    examples = mini_questions(QUESTIONS)
     answers = {}
     for engine in ("eager", "graph"):
         batches = [examples[start:start + BATCH] for start in range(0, len(examples), BATCH)]
@@ -79,6 +122,11 @@ def trained(path: str) -> dict:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--batch-invariance":
+        print(json.dumps(environment()), flush=True)
+        for model in sys.argv[2].split(","):
+            print(json.dumps(batch_invariance(model)), flush=True)
+        sys.exit(0)
     models, dtypes = sys.argv[1].split(","), sys.argv[2].split(",")
     for model in models:
         for dtype in dtypes:

@@ -1,18 +1,25 @@
-"""The ablation lab: train projector x backbone combinations on one budget, evaluate each on a suite as `qbench run`
-does, time each as `qbench speed` does, and write a table per task with its chance level and a speed column.
+"""The ablation lab: train projector x backbone combinations on one budget and several seeds, evaluate each on a suite
+as `qbench run` does, time each as `qbench speed` does, and write a table per task with its chance level, the mean and
+spread over seeds, a 95% interval and a speed column, and which differences between combinations survive.
 
 Phases write files, so they can run on different machines: `train` and `speed` on a GPU, `eval` where lmms-eval is.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
+import statistics
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from qbench import compare, stats
 from qbench.presets import (
     TINY_BACKBONES,
     TINY_DINOSIGLIP,
@@ -37,11 +44,23 @@ class Ablation:
     name: str
     combos: dict[str, VLMSpec]
     config: TrainConfig
-    checkpoints: Path  # one trained checkpoint per combination under here
+    checkpoints: Path  # one trained checkpoint per combination and seed under here
     results: Path  # tables
+    seeds: tuple[int, ...] = (0,)
 
-    def checkpoint(self, combo: str) -> Path:
+    def folder(self, combo: str) -> Path:
+        """A combination's seeds and its speed measurement."""
         return self.checkpoints / combo
+
+    def checkpoint(self, combo: str, seed: int) -> Path:
+        return self.folder(combo) / f"seed{seed}"
+
+    def units(self) -> list[tuple[str, int]]:
+        """Every (combination, seed) to train and evaluate, seeds innermost."""
+        return [(combo, seed) for combo in self.combos for seed in self.seeds]
+
+    def config_of(self, seed: int) -> TrainConfig:
+        return dataclasses.replace(self.config, seed=seed)
 
 
 def tiny_combo(projector: str, backbone: str) -> VLMSpec:
@@ -75,23 +94,27 @@ def combinations(projectors: Sequence[str], backbones: Sequence[str],
 
 
 # --- phases --------------------------------------------------------------------------------------------------------
+def my_share(units: list[tuple[str, int]], shard: tuple[int, int]) -> list[tuple[str, int]]:
+    """Every n-th (combination, seed) from the i-th: the share of parallel worker i of n."""
+    index, count = shard
+    return units[index::count]
+
+
 def train_all(ablation: Ablation, examples: Sequence[Example], device: str | None = None,
-              shard: tuple[int, int] = (0, 1)) -> None:
-    """Train every combination (or every n-th, for parallel workers) on the same examples, steps, schedule and
-    seed; finished ones are kept, interrupted ones resume."""
+              shard: tuple[int, int] = (0, 1), save_dtype: torch.dtype | None = None) -> None:
+    """Train every combination per seed (or a worker's share) on the same examples, steps and schedule; the seed
+    sets the initialisation and the batch order. Finished ones are kept, interrupted ones resume."""
     from qbench.train import train
 
-    index, count = shard
-    for position, (combo, spec) in enumerate(ablation.combos.items()):
-        if position % count == index:
-            train(spec, examples, ablation.checkpoint(combo), ablation.config, device=device)
+    for combo, seed in my_share(ablation.units(), shard):
+        train(ablation.combos[combo], examples, ablation.checkpoint(combo, seed), ablation.config_of(seed),
+              device=device, save_dtype=save_dtype)
 
 
 def time_all(ablation: Ablation, device: str, new_tokens: int = 64) -> None:
-    """Decode and end-to-end tokens/s of each trained combination at batch 1, through qbench speed's measurement
-    (CUDA-graph engine on a GPU, eager on the CPU). Combinations already timed are kept; untrained ones wait."""
-    import torch
-
+    """Decode and end-to-end tokens/s of each trained combination (its first seed: the weights' values do not change
+    the work) at batch 1, through qbench speed's measurement (CUDA-graph engine on a GPU, eager on the CPU).
+    Combinations already timed are kept; untrained ones wait."""
     from qbench.checkpoints import load_vlm
     from qbench.checkpoints.native import is_native
     from qbench.speed.point import Point
@@ -101,29 +124,29 @@ def time_all(ablation: Ablation, device: str, new_tokens: int = 64) -> None:
     engine = "graph" if torch.device(device).type == "cuda" else "eager"
     bandwidth = copy_bandwidth_gbs(torch.device(device))
     for combo in ablation.combos:
-        path = ablation.checkpoint(combo)
-        if (path / SPEED_FILE).is_file() or not is_native(path):
+        path = ablation.checkpoint(combo, ablation.seeds[0])
+        if (ablation.folder(combo) / SPEED_FILE).is_file() or not is_native(path):
             continue
         vlm = load_vlm(str(path), device=device)
         row = run_point(vlm, Point(1, engine, new_tokens, 16, 3), bandwidth)
         row |= {"engine": engine, "device": device, "new_tokens": new_tokens, "dtype": str(vlm.dtype)}
-        (ablation.checkpoint(combo) / SPEED_FILE).write_text(json.dumps(row, indent=1, default=str))
+        (ablation.folder(combo) / SPEED_FILE).write_text(json.dumps(row, indent=1, default=str))
 
 
 def evaluate_all(ablation: Ablation, suite: str, limit: int | None, device: str | None = None,
-                 data_dir: str = "data") -> None:
-    """Each trained combination on `suite`, scored by lmms-eval exactly as `qbench run` scores it (combinations
-    already evaluated are kept)."""
+                 data_dir: str = "data", shard: tuple[int, int] = (0, 1)) -> None:
+    """Each trained combination and seed (or a worker's share) on `suite`, scored by lmms-eval exactly as `qbench
+    run` scores it (those already evaluated are kept)."""
     from qbench.checkpoints import load_vlm
     from qbench.checkpoints.native import is_native
     from qbench.suites.runner import evaluate
 
-    for combo in ablation.combos:
-        path = ablation.checkpoint(combo)
+    for combo, seed in my_share(ablation.units(), shard):
+        path = ablation.checkpoint(combo, seed)
         if (path / EVAL_FILE).is_file():
             continue
         if not is_native(path):
-            raise ValueError(f"{combo} is not trained yet ({path}): run the train phase first")
+            raise ValueError(f"{combo} seed {seed} is not trained yet ({path}): run the train phase first")
         vlm = load_vlm(str(path), device=device or "cpu")
         summary = evaluate(vlm, suite, limit=limit, output=path / "runs", data_dir=data_dir, checkpoint=str(path))
         (path / EVAL_FILE).write_text(json.dumps(summary, indent=1))
@@ -156,42 +179,166 @@ def normalise(answer: Any) -> str:
     return str(answer).strip().lower()
 
 
-def chance_levels(run_folder: Path) -> dict[str, float]:
-    rows = [json.loads(line) for line in (run_folder / "samples.jsonl").read_text().splitlines()]
-    tasks = sorted({row["task"] for row in rows})
-    return {task: majority_baseline([row for row in rows if row["task"] == task]) for task in tasks}
+def run_samples(path: Path) -> list[dict[str, Any]]:
+    """The per-sample rows of a checkpoint's newest evaluation (samples.jsonl of its run)."""
+    runs = sorted((path / "runs").glob("*/samples.jsonl"))
+    return [json.loads(line) for line in runs[-1].read_text().splitlines() if line.strip()]
 
 
-def collect(ablation: Ablation) -> list[dict[str, Any]]:
-    """One row per combination and task: its score, the task's chance level, training facts and speed."""
+def chance_levels(samples: list[dict[str, Any]]) -> dict[str, float]:
+    tasks = sorted({row["task"] for row in samples})
+    return {task: majority_baseline([row for row in samples if row["task"] == task]) for task in tasks}
+
+
+def pooled(runs: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per sample with its score averaged over the runs (one per seed) of the same samples, in key order."""
+    by_key = [{compare.key(row): row for row in run} for run in runs]
+    if any(keys.keys() != by_key[0].keys() for keys in by_key):
+        raise compare.NotComparable("the seeds were evaluated on different samples; evaluate them with one --limit")
+    return [{**by_key[0][k], "score": statistics.fmean(keys[k]["score"] for keys in by_key)} for k in sorted(by_key[0])]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One combination's evaluations, one per seed: summaries and per-sample rows."""
+
+    summaries: dict[int, dict[str, Any]]
+    samples: dict[int, list[dict[str, Any]]]
+
+    def values(self, task: str) -> dict[int, float]:
+        """Each seed's score of the task's first metric."""
+        return {seed: next(iter(summary["metrics"][task].values())) for seed, summary in self.summaries.items()}
+
+    def pooled(self, task: str) -> list[dict[str, Any]]:
+        return pooled([[row for row in rows if row["task"] == task] for rows in self.samples.values()])
+
+
+def evaluations(ablation: Ablation) -> dict[str, Evaluation]:
+    found = {}
+    for combo in ablation.combos:
+        paths = {seed: ablation.checkpoint(combo, seed) for seed in ablation.seeds}
+        found[combo] = Evaluation({seed: json.loads((path / EVAL_FILE).read_text()) for seed, path in paths.items()},
+                                  {seed: run_samples(path) for seed, path in paths.items()})
+    return found
+
+
+def spread(values: Sequence[float]) -> float:
+    """Sample standard deviation over seeds (0 for one seed)."""
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def collect(ablation: Ablation, found: dict[str, Evaluation]) -> list[dict[str, Any]]:
+    """One row per combination and task: the mean over seeds of its score, their spread, a 95% bootstrap interval
+    over the questions of each question's score averaged over the seeds, the task's chance level, training facts
+    (averaged over seeds) and speed."""
     from qbench.vlm import visual_tokens_of
 
     rows = []
     for combo, spec in ablation.combos.items():
-        path = ablation.checkpoint(combo)
-        trained = json.loads((path / "train.json").read_text())
-        speed = json.loads((path / SPEED_FILE).read_text()) if (path / SPEED_FILE).is_file() else {}
-        summary = json.loads((path / EVAL_FILE).read_text())
-        runs = sorted((path / "runs").glob("*/samples.jsonl"))
-        chance = chance_levels(runs[-1].parent)
-        for task, metrics in summary["metrics"].items():
-            metric, score = next(iter(metrics.items()))
+        trained = [json.loads((ablation.checkpoint(combo, seed) / "train.json").read_text()) for seed in ablation.seeds]
+        speed_file = ablation.folder(combo) / SPEED_FILE
+        speed = json.loads(speed_file.read_text()) if speed_file.is_file() else {}
+        evaluation = found[combo]
+        first = evaluation.summaries[ablation.seeds[0]]
+        chance = chance_levels(evaluation.samples[ablation.seeds[0]])
+        for task, metrics in first["metrics"].items():
+            values = evaluation.values(task)
+            lo, hi = stats.bootstrap(evaluation.pooled(task), stats.mean_score)
             rows.append({"task": task, "combo": combo, "projector": spec.projector.kind,
                          "backbone": spec.backbone.kind, "queries": spec.projector.options.get("queries"),
-                         "visual_tokens": visual_tokens_of(spec), "metric": metric, "value": score,
-                         "chance": chance[task], "n": summary["n_samples"][task],
-                         "steps": trained["steps_done"], "answer_tokens": trained["answer_tokens"],
-                         "final_loss": trained["final_loss"], "train_s": trained["seconds"],
+                         "visual_tokens": visual_tokens_of(spec), "metric": next(iter(metrics)),
+                         "value": statistics.fmean(values.values()), "spread": spread(list(values.values())),
+                         "ci_lo": lo, "ci_hi": hi, "seeds": len(values),
+                         "seed_values": [values[seed] for seed in ablation.seeds],
+                         "chance": chance[task], "n": first["n_samples"][task],
+                         "steps": trained[0]["steps_done"],
+                         "answer_tokens": round(statistics.fmean(t["answer_tokens"] for t in trained)),
+                         "final_loss": statistics.fmean(t["final_loss"] for t in trained),
+                         "train_s": max(t["seconds"] for t in trained),
                          # train.json from before the count: none skipped (an unskipped overflow leaves NaN weights)
-                         "skipped_steps": trained.get("skipped_steps", 0),
+                         "skipped_steps": sum(t.get("skipped_steps", 0) for t in trained),
                          "decode_tokens_per_s": speed.get("decode_tokens_per_s"),
                          "e2e_tokens_per_s": speed.get("e2e_tokens_per_s")})
     return rows
 
 
-def write_tables(ablation: Ablation, rows: list[dict[str, Any]]) -> list[Path]:
-    """results/ablation/<name>/: <task>.csv and .md per task, all.csv, and ablation.json (schema qbench.ablation/1:
-    the budget, every row, and each combination's spec)."""
+# --- which differences survive -------------------------------------------------------------------------------------
+SURVIVAL_RULE = ("a difference survives when its 95% paired bootstrap interval over the questions (each question's "
+                 "score averaged over the seeds) excludes zero and every seed alone gives it the same sign")
+
+
+def one_factor_pairs(combos: dict[str, VLMSpec]) -> list[tuple[str, str, str]]:
+    """(A, B, factor) for every two combinations that differ in one factor only: the projector (setting) on one
+    backbone, or the backbone under one projector setting."""
+    pairs = []
+    for a, b in itertools.combinations(combos, 2):
+        if combos[a].backbone == combos[b].backbone:
+            pairs.append((a, b, "projector"))
+        elif combos[a].projector == combos[b].projector:
+            pairs.append((a, b, "backbone"))
+    return pairs
+
+
+def differences(ablation: Ablation, found: dict[str, Evaluation]) -> list[dict[str, Any]]:
+    """Per task and one-factor pair the difference A - B (mean over seeds), its paired interval and p-value
+    (qbench compare's), each seed's difference, and whether it survives (SURVIVAL_RULE)."""
+    rows = []
+    for a, b, factor in one_factor_pairs(ablation.combos):
+        for task in found[a].summaries[ablation.seeds[0]]["metrics"]:
+            pooled_a, pooled_b = found[a].pooled(task), found[b].pooled(task)
+            compare.paired_rows(pooled_a, pooled_b)  # refuses combinations evaluated on different samples
+            result = compare.compare_task(pooled_a, pooled_b, pooled_a[0]["metric"])
+            values_a, values_b = found[a].values(task), found[b].values(task)
+            per_seed = [values_a[seed] - values_b[seed] for seed in ablation.seeds]
+            same_sign = all(d > 0 for d in per_seed) or all(d < 0 for d in per_seed)
+            interval_clear = result["ci"][0] > 0 or result["ci"][1] < 0
+            rows.append({"task": task, "factor": factor, "a": a, "b": b, "metric": result["metric"],
+                         "n": result["n"], "difference": result["difference"], "ci_lo": result["ci"][0],
+                         "ci_hi": result["ci"][1], "p": result["p"], "test": result["test"],
+                         "seed_differences": per_seed, "survives": interval_clear and same_sign})
+    return rows
+
+
+def interval_text(row: dict[str, Any]) -> str:
+    return f"[{row['ci_lo']:.3f}, {row['ci_hi']:.3f}]"
+
+
+def score_text(row: dict[str, Any]) -> str:
+    """'mean ± spread' over the seeds, as the Markdown tables show a score."""
+    return f"{row['value']:.3f} ± {row['spread']:.3f}" if row["seeds"] > 1 else f"{row['value']:.3f}"
+
+
+def task_markdown(task: str, table: Any) -> str:
+    chance, seeds = table["chance"].iloc[0], int(table["seeds"].iloc[0])
+    shown = table.assign(**{"score": [score_text(r) for r in table.to_dict("records")],
+                            "95% interval": [interval_text(r) for r in table.to_dict("records")]})
+    shown = shown[["combo", "score", "95% interval", "visual_tokens", "final_loss", "skipped_steps",
+                   "decode_tokens_per_s", "e2e_tokens_per_s"]]
+    header = (f"# {task} ({table['metric'].iloc[0]}; chance level {chance:.3f}: the score of always giving the most "
+              f"common answer)\n\nscore = mean over {seeds} seed(s)" + (" ± their standard deviation" if seeds > 1
+                                                                         else "")
+              + f"; 95% interval: bootstrap over the {int(table['n'].iloc[0])} questions of each question's score "
+                "averaged over the seeds.\n\n")
+    return header + shown.to_markdown(index=False, floatfmt=".3f") + "\n"
+
+
+def differences_markdown(ablation: Ablation, found: list[dict[str, Any]]) -> str:
+    survivors = [row for row in found if row["survives"]]
+    lines = [f"# Differences that survive ({len(survivors)} of {len(found)})", "",
+             f"Pairs of combinations that differ in one factor, per task; {SURVIVAL_RULE}. Seeds: "
+             f"{', '.join(map(str, ablation.seeds))}. At 95%, about 1 in 20 of the pairs where nothing differs "
+             "passes the interval test by chance; the every-seed condition removes most of those. All pairs: "
+             "differences.csv.", ""]
+    if survivors:
+        lines += ["| task | factor | A | B | A - B | 95% interval | p | each seed |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['task']} | {r['factor']} | {r['a']} | {r['b']} | {r['difference']:+.3f} | {interval_text(r)} "
+                  f"| {r['p']:.2g} | {', '.join(f'{d:+.3f}' for d in r['seed_differences'])} |" for r in survivors]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(ablation: Ablation, rows: list[dict[str, Any]], found: list[dict[str, Any]]) -> list[Path]:
+    """results/ablation/<name>/: <task>.csv and .md per task, all.csv, differences.md|csv, and ablation.json
+    (schema qbench.ablation/1: the budget, the seeds, every row, every difference, and each combination's spec)."""
     import pandas as pd
 
     out = ablation.results
@@ -202,24 +349,29 @@ def write_tables(ablation: Ablation, rows: list[dict[str, Any]]) -> list[Path]:
     for task, table in frame.groupby("task"):
         table = table.drop(columns="task").sort_values("value", ascending=False)
         table.to_csv(out / f"{task}.csv", index=False)
-        chance = table["chance"].iloc[0]
-        header = (f"# {task} ({table['metric'].iloc[0]}; chance level {chance:.3f}: the score of always giving the most "
-                  f"common answer)\n\n")
-        (out / f"{task}.md").write_text(header + table.to_markdown(index=False, floatfmt=".3f") + "\n")
+        (out / f"{task}.md").write_text(task_markdown(task, table))
         written += [out / f"{task}.csv", out / f"{task}.md"]
-    meta = {"schema": "qbench.ablation/1", "name": ablation.name, "budget": ablation.config.to_dict(), "rows": rows,
+    pd.DataFrame(found).to_csv(out / "differences.csv", index=False)
+    (out / "differences.md").write_text(differences_markdown(ablation, found))
+    meta = {"schema": "qbench.ablation/1", "name": ablation.name, "budget": ablation.config.to_dict(),
+            "seeds": list(ablation.seeds), "survival_rule": SURVIVAL_RULE, "rows": rows, "differences": found,
             "combos": {name: spec.to_dict() for name, spec in ablation.combos.items()}}
     (out / "ablation.json").write_text(json.dumps(meta, indent=1))
-    return written + [out / "ablation.json"]
+    return written + [out / "differences.csv", out / "differences.md", out / "ablation.json"]
 
 
 def ablation(name: str, projectors: Sequence[str], backbones: Sequence[str], config: TrainConfig,
-             checkpoints: str | Path = "data/ablation", results: str | Path = "results/ablation") -> Ablation:
-    return Ablation(name, combinations(projectors, backbones), config, Path(checkpoints) / name, Path(results) / name)
+             checkpoints: str | Path = "data/ablation", results: str | Path = "results/ablation",
+             seeds: Sequence[int] = (0,)) -> Ablation:
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and at least one, e.g. 0,1,2; got {list(seeds)}")
+    return Ablation(name, combinations(projectors, backbones), config, Path(checkpoints) / name, Path(results) / name,
+                    tuple(seeds))
 
 
 def mini_examples(count: int, seed: int = 0) -> list[Example]:
-    """The mini-suites' train split (`count` questions per dataset), generated in memory."""
+    """The mini-suites' train split (`count` questions per dataset), generated in memory (the same for every
+    training seed)."""
     from qbench.suites.mini import train_records
     from qbench.train import as_examples
 
@@ -227,22 +379,25 @@ def mini_examples(count: int, seed: int = 0) -> list[Example]:
 
 
 def run(lab: Ablation, phases: Sequence[str], device: str | None, suite: str = "mini", limit: int | None = None,
-        train_questions: int = 4000, shard: tuple[int, int] = (0, 1)) -> list[Path]:
-    """The asked phases in order; the tables once every combination is evaluated. Returns the files written."""
+        train_questions: int = 4000, shard: tuple[int, int] = (0, 1), save_dtype: torch.dtype | None = None
+        ) -> list[Path]:
+    """The asked phases in order; the tables once every combination and seed is evaluated (a worker's share of the
+    train and eval phases with `shard`). Returns the files written."""
     unknown = sorted(set(phases) - set(PHASES))
     if unknown:
         raise ValueError(f"unknown phase {unknown[0]!r}; choose from: {', '.join(PHASES)}")
     if "train" in phases:
-        train_all(lab, mini_examples(train_questions, lab.config.seed), device, shard)
+        train_all(lab, mini_examples(train_questions), device, shard, save_dtype)
     if "speed" in phases:
         time_all(lab, device or default_device())
     if "eval" in phases:
-        evaluate_all(lab, suite, limit, device)
-        return write_tables(lab, collect(lab))
+        evaluate_all(lab, suite, limit, device, shard=shard)
+        if shard[1] > 1 and not all((lab.checkpoint(c, s) / EVAL_FILE).is_file() for c, s in lab.units()):
+            return []  # other workers' shares are still being evaluated: the last to finish writes the tables
+        found = evaluations(lab)
+        return write_tables(lab, collect(lab, found), differences(lab, found))
     return []
 
 
 def default_device() -> str:
-    import torch
-
     return "cuda" if torch.cuda.is_available() else "cpu"

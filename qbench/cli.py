@@ -280,18 +280,23 @@ def ablate(
     batch_size: int = typer.Option(32, min=1),
     lr: float = typer.Option(1e-3),
     recipe: str = typer.Option("llava"),
-    seed: int = typer.Option(0),
+    seeds: str = typer.Option("0", help="Comma-separated training seeds (e.g. 0,1,2): each combination is trained "
+                              "and evaluated once per seed; the tables give mean ± spread and which differences "
+                              "survive."),
     train_questions: int = typer.Option(4000, min=1, help="Mini train questions per dataset."),
     phases: str = typer.Option("train,speed,eval", help="Any of train, speed, eval (e.g. train,speed on a GPU)."),
     suite: str = typer.Option("mini"),
     limit: int = typer.Option(None, min=1, help="Evaluate at most this many questions per task."),
     device: str = typer.Option(None),
-    shard: str = typer.Option("0/1", help="i/n: train only every n-th combination from the i-th (parallel workers)."),
+    shard: str = typer.Option("0/1", help="i/n: train and evaluate only every n-th (combination, seed) from the i-th "
+                              "(parallel workers)."),
+    save_dtype: str = typer.Option(None, help="Store the trained checkpoints in this dtype (e.g. fp16, for shipping)."),
 ) -> None:
     """Train every projector x backbone combination (and Q-Mamba's query sweep) on one budget, evaluate each on
     the suite, time each, and write a table per task with its chance level and speed."""
     from qbench import ablate as lab
     from qbench.inputs import check_device
+    from qbench.speed.sweep import DTYPES
     from qbench.train import TrainConfig
 
     if preset != "tiny":
@@ -301,11 +306,16 @@ def ablate(
         fail(f"--shard takes i/n with 0 <= i < n, e.g. --shard 0/4; got {shard!r}")
     if device is not None:
         check_device(device)
-    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, recipe=recipe, seed=seed,
+    if save_dtype is not None and save_dtype not in DTYPES:
+        fail(f"unknown --save-dtype {save_dtype!r}; choose from: {', '.join(DTYPES)}")
+    if not split(seeds) or not all(s.isdigit() for s in split(seeds)):
+        fail(f"--seeds takes comma-separated whole numbers, e.g. --seeds 0,1,2; got {seeds!r}")
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, recipe=recipe, seed=int(split(seeds)[0]),
                          save_every=max(1, steps // 4))
     study = lab.ablation(name, split(projectors) if projectors else lab.PROJECTORS,
-                         split(backbones) if backbones else lab.BACKBONES, config)
-    written = lab.run(study, split(phases), device, suite, limit, train_questions, (int(index), int(count)))
+                         split(backbones) if backbones else lab.BACKBONES, config, seeds=[int(s) for s in split(seeds)])
+    written = lab.run(study, split(phases), device, suite, limit, train_questions, (int(index), int(count)),
+                      DTYPES[save_dtype] if save_dtype else None)
     for path in written:
         console.print(f"[green]wrote[/green] {path}", highlight=False)
 

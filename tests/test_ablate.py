@@ -31,7 +31,7 @@ def test_ablate_writes_a_table_per_task_with_chance_and_speed(tmp_path, monkeypa
     assert list(meta["combos"]) == ["tiny-mlp-llama"]
     assert {row["task"] for row in meta["rows"]} >= {"mini_vqav2", "mini_pope_adv"}
     assert all(0 <= row["value"] <= 1 and row["chance"] is not None for row in meta["rows"])
-    run = next((tmp_path / "data/ablation/t/tiny-mlp-llama/runs").glob("*/samples.jsonl"))
+    run = next((tmp_path / "data/ablation/t/tiny-mlp-llama/seed0/runs").glob("*/samples.jsonl"))
     for sample in map(json.loads, run.read_text().splitlines()):  # chance levels score answers as lmms-eval does
         if sample["answer"].isalnum():
             assert answer_score(sample["answer"].lower(), sample["target"]) == pytest.approx(sample["score"])
@@ -40,3 +40,33 @@ def test_ablate_writes_a_table_per_task_with_chance_and_speed(tmp_path, monkeypa
 def test_unknown_names_fail_clearly():
     result = CliRunner().invoke(app, ["ablate", "--projectors", "nope", "--backbones", "llama"])
     assert result.exit_code == 2 and "unknown projector 'nope'" in result.output
+
+
+def test_seeds_give_mean_spread_interval_and_the_differences_that_survive(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["ablate", "--projectors", "mlp,qmamba", "--backbones", "llama", "--name", "s",
+                                      "--seeds", "0,1", "--steps", "2", "--batch-size", "4", "--train-questions", "8",
+                                      "--limit", "4", "--device", "cpu", "--phases", "train,eval"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "results/ablation/s/ablation.json").read_text())
+    assert meta["seeds"] == [0, 1]
+    for row in meta["rows"]:
+        assert row["seeds"] == 2 and row["value"] == pytest.approx(sum(row["seed_values"]) / 2)
+        assert row["spread"] == pytest.approx(abs(row["seed_values"][0] - row["seed_values"][1]) / 2 ** 0.5)
+        assert row["ci_lo"] <= row["value"] <= row["ci_hi"]
+    # one pair (mlp vs qmamba on llama) per task, compared as qbench compare does, with each seed's difference
+    assert {(d["a"], d["b"], d["factor"]) for d in meta["differences"]} == {
+        ("tiny-mlp-llama", "tiny-qmamba-llama", "projector")}
+    assert len(meta["differences"]) == len({row["task"] for row in meta["rows"]})
+    for found in meta["differences"]:
+        assert len(found["seed_differences"]) == 2 and found["n"] == 4
+        same_sign = all(d > 0 for d in found["seed_differences"]) or all(d < 0 for d in found["seed_differences"])
+        assert found["survives"] == (same_sign and (found["ci_lo"] > 0 or found["ci_hi"] < 0))
+    assert "mean over 2 seed(s)" in (tmp_path / "results/ablation/s/mini_gqa.md").read_text()
+    assert (tmp_path / "data/ablation/s/tiny-mlp-llama/seed1/eval.json").is_file()
+
+
+@pytest.mark.parametrize("seeds", ["", "0,x", "1,1"])
+def test_bad_seeds_fail_clearly(seeds):
+    result = CliRunner().invoke(app, ["ablate", "--projectors", "mlp", "--backbones", "llama", "--seeds", seeds])
+    assert result.exit_code == 2 and "seeds" in result.output

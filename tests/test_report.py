@@ -294,3 +294,36 @@ def test_long_context_lines_follow_one_route_per_model(results: Path) -> None:
     llava = drawn[drawn["model"] == "llava-1.5-7b"]
     assert sorted(llava["visual_tokens"]) == [576, 2304, 9216]
     assert list(llava.loc[llava["visual_tokens"] == 2304, "images"]) == [4]
+
+
+def write_samples(run: Path, task: str, scores: list[float]) -> None:
+    """samples.jsonl beside a run's summary: one right-or-wrong row per question."""
+    rows = [{"task": task, "doc_id": i, "question_id": str(i), "prompt": "q", "answer": "yes" if s else "no",
+             "target": ["yes"], "metric": "exact_match", "score": s, "error": None} for i, s in enumerate(scores)]
+    (run.parent / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def test_scores_show_plus_minus_from_intervals_or_samples_and_same_sample_runs_are_compared(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    a = write_run(root, "cobra-3b", "mini", {"mini_vqav2": {"exact_match": 0.75}}, "2026-12-01T10:00:00")
+    doc = json.loads(a.read_text())
+    doc["intervals"] = {"mini_vqav2": {"exact_match": {"ci": [0.6, 0.9], "n": 40}}}
+    a.write_text(json.dumps(doc))
+    write_samples(a, "mini_vqav2", [1.0] * 30 + [0.0] * 10)
+    b = write_run(root, "llava-1.5-7b", "mini", {"mini_vqav2": {"exact_match": 0.25}}, "2026-12-01T11:00:00")
+    write_samples(b, "mini_vqav2", [0.0] * 30 + [1.0] * 10)  # an older summary: no intervals, samples only
+    write_run(root, "q-mamba-3b", "mini", {"mini_vqav2": {"exact_match": 0.5}}, "2026-12-01T12:00:00")  # neither
+    out = tmp_path / "report"
+    build(root, out)
+    accuracy = table(out, "accuracy").set_index(["model", "numbers"])
+    assert accuracy.loc[("cobra-3b", "measured (mini)"), "VQAv2 ±"] == pytest.approx(15.0)
+    computed = accuracy.loc[("llava-1.5-7b", "measured (mini)"), "VQAv2 ±"]
+    assert 10 < computed < 18  # bootstrap of 10 right out of 40
+    assert np.isnan(accuracy.loc[("q-mamba-3b", "measured (mini)"), "VQAv2 ±"])
+    markdown = (out / "tables" / "accuracy.md").read_text()
+    assert "75.0 ± 15.0" in markdown and "VQAv2 ±" not in markdown
+    compared = table(out, "comparisons")  # q-mamba-3b has no samples.jsonl: not paired
+    assert list(zip(compared["A"], compared["B"])) == [("cobra-3b", "llava-1.5-7b")]
+    assert compared["A - B"].iloc[0] == pytest.approx(0.5) and compared["verdict"].iloc[0] == "A > B"
+    assert compared["test"].iloc[0] == "exact McNemar" and compared["n"].iloc[0] == 40
+    assert "Paired comparisons" in (out / "README.md").read_text()

@@ -11,8 +11,12 @@ from qbench.report.tables import TABLES
 
 __all__ = ["Artefact", "Results", "SkippedResult", "build_report", "collect"]
 
-TABLE_NEEDS = {"accuracy": "runs", "speed": "speed", "speed_ratio": "speed", "ablation": "ablation",
-               "training": "training"}
+TABLE_NEEDS = {"accuracy": "runs", "speed": "speed", "speed_ratio": "speed", "comparisons": "runs",
+               "ablation": "ablation", "ablation_differences": "ablation_differences", "training": "training"}
+TABLE_MISSING = {"comparisons": "no two runs over the same samples yet: it needs two models' runs of one suite and "
+                                 "limit, each with its samples.jsonl",
+                 "ablation_differences": "no surviving difference yet: an ablation with differences (`qbench ablate`) "
+                                          "lists the pairs it tested in its differences.csv"}
 TABLE_EXTENSIONS, FIGURE_EXTENSIONS = ("md", "tex", "csv"), ("png", "pdf")
 
 
@@ -22,7 +26,8 @@ def table_artefacts(results: Results, folder: Path) -> list[Artefact]:
         table = build(results)
         artefact = Artefact("table", name, table.title, table.description, sources=table.sources)
         if table.frame.empty:
-            artefact.missing = f"no rows yet: it needs files matching `{KINDS[TABLE_NEEDS[name]].pattern}`"
+            artefact.missing = TABLE_MISSING.get(name) or \
+                f"no rows yet: it needs files matching `{KINDS[TABLE_NEEDS[name]].pattern}`"
         else:
             artefact.files, artefact.markdown = table.write(folder), table.markdown()
         artefacts.append(artefact)

@@ -1,6 +1,9 @@
 """Read every result file under results/ (run summaries, speed sweeps, ablation tables, training runs) into data
 frames.
 
+Each run's scores carry the 95% interval its summary records; a summary from before intervals gets it computed from
+its samples.jsonl (qbench.stats), or none when that is absent.
+
 A file that cannot be read, carries another schema version or lacks a field is skipped with a
 `SkippedResult` warning naming it; the rest of the report is still built.
 """
@@ -63,6 +66,10 @@ class Results:
     def training(self) -> pd.DataFrame:
         return self.frames["training"]
 
+    @property
+    def ablation_differences(self) -> pd.DataFrame:
+        return self.frames["ablation_differences"]
+
 
 def canonical_model(name: str) -> str:
     """Aliases become preset names (`cobra` -> `cobra-3b`); checkpoint paths become their folder name."""
@@ -98,16 +105,19 @@ def run_rows(doc: dict[str, Any], source: str) -> list[Row]:
     if not isinstance(metrics, dict) or not all(isinstance(m, dict) for m in metrics.values()):
         raise BadResult("'metrics' is not {task: {metric: value}}")
     n_samples = doc.get("n_samples") or {}
+    intervals = doc.get("intervals") or {}
     rows = []
     for task, values in sorted(metrics.items()):
         for metric, value in sorted(values.items()):
             metric = metric.split(",")[0]  # lmms-eval's "exact_match,none" -> "exact_match"
             if metric.endswith("_stderr") and not isinstance(value, (int, float)):
                 continue  # lmms-eval writes "N/A" for a standard error it did not compute
+            ci = (intervals.get(task) or {}).get(metric, {}).get("ci") or [None, None]
             rows.append({
                 "model": canonical_model(text(doc["model"], "'model'")), "suite": text(doc["suite"], "'suite'"),
                 "task": task, "metric": metric, "value": number(value, f"metrics.{task}.{metric}"),
                 "n_samples": number(n_samples.get(task), f"n_samples.{task}"),
+                "ci_lo": number(ci[0], f"intervals.{task}.{metric}"), "ci_hi": number(ci[1], f"intervals.{task}.{metric}"),
                 "projector": spec.get("projector", {}).get("kind"), "backbone": spec.get("backbone", {}).get("kind"),
                 "limit": doc.get("limit"), "finished": str(doc.get("finished") or doc.get("started") or ""),
                 "source": source,
@@ -153,8 +163,35 @@ def speed_rows(doc: dict[str, Any], source: str) -> list[Row]:
     return rows
 
 
+def samples_of(summary: Path) -> list[Row] | None:
+    """The per-sample rows beside a run's summary, or None where there are none to read."""
+    try:
+        text = (summary.parent / "samples.jsonl").read_text(encoding="utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def fill_intervals(runs: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """Intervals of the runs whose summaries predate them, from their samples.jsonl (left empty without one)."""
+    from qbench import stats
+
+    runs = runs.copy()
+    for source in sorted(set(runs.loc[runs["ci_lo"].isna(), "source"])):
+        samples = samples_of(root / source)
+        if not samples or not all({"task", "score", "answer", "target"} <= row.keys() for row in samples):
+            continue
+        for index in runs.index[(runs["source"] == source) & runs["ci_lo"].isna()]:
+            task, metric = runs.at[index, "task"], runs.at[index, "metric"]
+            picked = [row for row in samples if row["task"] == task]
+            if picked and not metric.endswith("_stderr"):
+                runs.loc[index, ["ci_lo", "ci_hi"]] = stats.interval(picked, metric)["ci"]
+    return runs
+
+
 def ablation_rows(doc: dict[str, Any], source: str) -> list[Row]:
-    """One row per (projector, backbone, task) cell of an ablation table."""
+    """One row per (projector, backbone, task) cell of an ablation table: the score (the mean over seeds), the spread
+    over seeds and the 95% interval where the ablation has them."""
     rows = []
     for where, row in object_rows(doc):
         queries = row.get("queries")
@@ -167,10 +204,30 @@ def ablation_rows(doc: dict[str, Any], source: str) -> list[Row]:
             "task": text(field_of(row, "task", where), f"{where}.task"),
             "metric": text(field_of(row, "metric", where), f"{where}.metric"),
             "value": number(field_of(row, "value", where), f"{where}.value"),
+            "spread": number(row.get("spread"), f"{where}.spread"),
+            "ci_lo": number(row.get("ci_lo"), f"{where}.ci_lo"), "ci_hi": number(row.get("ci_hi"), f"{where}.ci_hi"),
+            "seeds": number(row.get("seeds", 1), f"{where}.seeds"),
             "chance": number(row.get("chance"), f"{where}.chance"),
             "decode_tokens_per_s": number(row.get("decode_tokens_per_s"), f"{where}.decode_tokens_per_s"),
             "source": source,
         })
+    return rows
+
+
+DIFFERENCE_COLUMNS = ("name", "task", "factor", "a", "b", "metric", "n", "difference", "ci_lo", "ci_hi", "p",
+                      "seeds", "survives", "source")
+
+
+def difference_rows(doc: dict[str, Any], source: str) -> list[Row]:
+    """One row per compared pair of an ablation (`differences`, written by ablations with seeds; none before)."""
+    rows = []
+    for i, row in enumerate(doc.get("differences") or []):
+        where = f"differences[{i}]"
+        rows.append({"name": text(doc["name"], "'name'"), "task": text(row["task"], f"{where}.task"),
+                     "factor": row["factor"], "a": text(row["a"], f"{where}.a"), "b": text(row["b"], f"{where}.b"),
+                     "metric": row["metric"], "n": number(row["n"], f"{where}.n"),
+                     **{key: number(row[key], f"{where}.{key}") for key in ("difference", "ci_lo", "ci_hi", "p")},
+                     "seeds": len(row["seed_differences"]), "survives": bool(row["survives"]), "source": source})
     return rows
 
 
@@ -196,15 +253,17 @@ def training_rows(doc: dict[str, Any], source: str) -> list[Row]:
 
 KINDS: dict[str, ResultKind] = {kind.name: kind for kind in (
     ResultKind("runs", "runs/*/summary.json", "qbench.run/1", ("model", "suite", "spec", "metrics"),
-               ("model", "suite", "task", "metric", "value", "n_samples", "projector", "backbone", "limit",
-                "finished", "source"), run_rows),
+               ("model", "suite", "task", "metric", "value", "n_samples", "ci_lo", "ci_hi", "projector", "backbone",
+                "limit", "finished", "source"), run_rows),
     ResultKind("speed", "speed/*/speed.json", "qbench.speed/1", ("rows",),
                ("model", "backbone", "projector", "engine", "status", *SPEED_NUMBERS, "batch_search", "gpu", "created",
                 "source"),
                speed_rows),
     ResultKind("ablation", "ablation/*/ablation.json", "qbench.ablation/1", ("name", "rows"),
-               ("name", "projector", "backbone", "queries", "visual_tokens", "task", "metric", "value", "chance",
-                "decode_tokens_per_s", "source"), ablation_rows),
+               ("name", "projector", "backbone", "queries", "visual_tokens", "task", "metric", "value", "spread",
+                "ci_lo", "ci_hi", "seeds", "chance", "decode_tokens_per_s", "source"), ablation_rows),
+    ResultKind("ablation_differences", "ablation/*/ablation.json", "qbench.ablation/1", ("name", "rows"),
+               DIFFERENCE_COLUMNS, difference_rows),
     ResultKind("training", "train/*/*.json", "qbench.train/1", ("identity", "finished", "steps_done"),
                TRAINING_COLUMNS, training_rows),
 )}
@@ -244,7 +303,9 @@ def collect(root: str | Path) -> Results:
             try:
                 rows += read_result(path, kind, source)
             except BadResult as error:
-                skipped.append((source, str(error)))
-                warnings.warn(f"skipped {source}: {error}", SkippedResult, stacklevel=2)
+                if (source, str(error)) not in skipped:  # a file that two kinds read is named once
+                    skipped.append((source, str(error)))
+                    warnings.warn(f"skipped {source}: {error}", SkippedResult, stacklevel=2)
         frames[kind.name] = pd.DataFrame(rows, columns=list(kind.columns))
+    frames["runs"] = fill_intervals(frames["runs"], root)
     return Results(root, frames, skipped)

@@ -217,24 +217,31 @@ def ttft_split(results: Results) -> tuple[Figure, pd.DataFrame]:
     return fig, bars
 
 
-def grouped_bars(ax: Axes, frame: pd.DataFrame, group: str, value: str, models: list[str]) -> None:
-    """Bars of `value` grouped by `group`, one bar (colour) per model present in the group."""
+def grouped_bars(ax: Axes, frame: pd.DataFrame, group: str, value: str, models: list[str],
+                 error: str | None = None) -> None:
+    """Bars of `value` grouped by `group`, one bar (colour) per model present in the group; error bars of +-`error`
+    where the frame has one."""
     groups = list(dict.fromkeys(frame[group]))
     for x, name in enumerate(groups):
         mine = frame[frame[group] == name]
         shown = model_order(mine["model"])
         width = 0.8 / len(shown)
         for i, model in enumerate(shown):
-            ax.bar(x + (i - (len(shown) - 1) / 2) * width, mine.loc[mine["model"] == model, value].iloc[0], width,
-                   color=model_colour(model, models))
+            row = mine[mine["model"] == model].iloc[0]
+            half = row[error] if error and pd.notna(row[error]) else None
+            ax.bar(x + (i - (len(shown) - 1) / 2) * width, row[value], width, color=model_colour(model, models),
+                   yerr=half, capsize=3 if half is not None else 0)
     ax.set_xticks(range(len(groups)), groups, rotation=20, ha="right")
     ax.grid(axis="y", alpha=0.3)
 
 
 def accuracy(results: Results) -> tuple[Figure, pd.DataFrame]:
     table = accuracy_table(results).frame
-    benchmarks = [c for c in table.columns if c not in ("model", "numbers", "from")]
+    benchmarks = [c for c in table.columns if c not in ("model", "numbers", "from") and not c.endswith(" ±")]
     long = table.melt(id_vars=["model", "numbers"], value_vars=benchmarks, var_name="benchmark").dropna()
+    halves = table.melt(id_vars=["model", "numbers"], value_vars=[f"{b} ±" for b in benchmarks], value_name="half")
+    halves["benchmark"] = halves["variable"].str.removesuffix(" ±")
+    long = long.merge(halves[["model", "numbers", "benchmark", "half"]], on=["model", "numbers", "benchmark"])
     long["benchmark"] = [b if n in (REPORTED, MEASURED) else f"{b} {n.removeprefix(MEASURED + ' ')}"
                          for b, n in zip(long["benchmark"], long["numbers"])]
     measured = long[long["numbers"] != REPORTED]
@@ -247,7 +254,7 @@ def accuracy(results: Results) -> tuple[Figure, pd.DataFrame]:
             ax.text(0.5, 0.5, "no measured runs yet" if frame is measured else "none", ha="center",
                     transform=ax.transAxes)
         else:
-            grouped_bars(ax, frame, "benchmark", "value", models)
+            grouped_bars(ax, frame, "benchmark", "value", models, error="half")
         ax.set(title=title, ylabel="accuracy (%)")
     legends(axes[1], models)
     return fig, results.runs
@@ -261,13 +268,17 @@ def ablation(results: Results) -> tuple[Figure, pd.DataFrame]:
     fig, axes = canvas(1, len(panels), figsize=(4.5 * len(panels) + 1, 4), squeeze=False)
     for ax, ((name, task, metric), group) in zip(axes[0], panels):
         grid = group.pivot_table(index="setting", columns="backbone", values="value", aggfunc="last", sort=True)
+        halves = group.assign(half=(group["ci_hi"] - group["ci_lo"]) / 2).pivot_table(
+            index="setting", columns="backbone", values="half", aggfunc="last", sort=True, dropna=False
+        ).reindex(index=grid.index, columns=grid.columns)
         image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(grid.columns)), grid.columns)
         ax.set_yticks(range(len(grid.index)), grid.index)
         for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
             if not np.isnan(value):
-                ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8,
-                        color="black" if image.norm(value) > 0.5 else "white")
+                half = halves.to_numpy(dtype=float)[i, j]
+                ax.text(j, i, f"{value:.3f}" + ("" if np.isnan(half) else f"\n±{half:.3f}"), ha="center",
+                        va="center", fontsize=8, color="black" if image.norm(value) > 0.5 else "white")
         chance = group["chance"].dropna()
         ax.set_title(f"{name}: {task} {metric}" + (f"\n(chance {chance.iloc[0]:.3f})" if len(chance) else ""),
                      fontsize=9)
@@ -384,9 +395,10 @@ FIGURES: dict[str, FigureSpec] = {
                              full_batch),
     "ttft": FigureSpec("Time to first token, split", "Time to first token at batch 1, split into the vision tower, "
                        "the projector and the LLM prefill.", ttft_split),
-    "accuracy": FigureSpec("Accuracy per benchmark", "Measured scores (mini, lite and limited runs marked) and, separately, the "
-                           "papers' reported scores.", accuracy),
-    "ablation": FigureSpec("Projector x backbone ablation", "The ablation's scores as heatmaps, one per task.",
+    "accuracy": FigureSpec("Accuracy per benchmark", "Measured scores (mini, lite and limited runs marked; error bars: "
+                           "95% intervals) and, separately, the papers' reported scores.", accuracy),
+    "ablation": FigureSpec("Projector x backbone ablation", "The ablation's scores (mean over seeds, ± half-width of "
+                           "the 95% interval where it has one) as heatmaps, one per task.",
                            ablation),
     "speed_ratio": FigureSpec("Speed ratio Mamba / Transformer", "Mamba over Transformer tokens/s under the same "
                               "engine, next to the ratio the papers' mixed engines give.", speed_ratio),

@@ -27,7 +27,10 @@ def link(path: Path, folder: Path) -> str:
 
 def inputs(results: Results, folder: Path) -> list[str]:
     lines = ["## Inputs", ""]
+    first = {}
     for kind in KINDS.values():
+        first.setdefault(kind.pattern, kind)  # a file that two kinds read is listed once
+    for kind in first.values():
         sources = sorted(set(results.frames[kind.name]["source"]))
         lines.append(f"- {len(sources)} `{kind.schema}` file(s) matching `{kind.pattern}`"
                      + (": " + ", ".join(f"[{s}]({link(results.root / s, folder)})" for s in sources) if sources else ""))

@@ -5,6 +5,7 @@ Each table is a pandas frame written three ways: Markdown, LaTeX (booktabs) and 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from qbench import compare
 from qbench.presets import get_preset, preset_names
 from qbench.registry import UnknownName
 from qbench.report.collect import Results
@@ -37,18 +39,25 @@ class Table:
     sources: list[str]
     formats: dict[str, str] = field(default_factory=dict)  # column -> format spec for Markdown and LaTeX
     full: pd.DataFrame | None = None  # every row behind a summary table: written as <name>_full.csv only
+    plusminus: dict[str, str] = field(default_factory=dict)  # value column -> its half-width column (CSV keeps both)
 
     def display(self) -> pd.DataFrame:
-        """The frame as strings: numbers formatted per column, missing values as a dash."""
+        """The frame as strings: numbers formatted per column ("score ± half-width" where the table has one), missing
+        values as a dash."""
         shown = self.frame.astype(object).copy()
         for column in shown.columns:
             spec = self.formats.get(column, ".1f" if pd.api.types.is_float_dtype(self.frame[column]) else "")
             shown[column] = [cell(value, spec) for value in self.frame[column]]
-        return shown
+        for column, half in self.plusminus.items():
+            spec = self.formats.get(column, ".1f")
+            shown[column] = [text if pd.isna(h) or text == "-" else f"{text} ± {format(h, spec)}"
+                             for text, h in zip(shown[column], self.frame[half])]
+        return shown.drop(columns=list(self.plusminus.values()))
 
     def alignment(self) -> list[str]:
         """Numbers to the right, text to the left."""
-        return ["right" if pd.api.types.is_numeric_dtype(self.frame[c]) else "left" for c in self.frame.columns]
+        return ["right" if pd.api.types.is_numeric_dtype(self.frame[c]) else "left" for c in self.frame.columns
+                if c not in self.plusminus.values()]
 
     def markdown(self) -> str:
         return self.display().to_markdown(index=False, disable_numparse=True, colalign=self.alignment()) + "\n"
@@ -115,10 +124,22 @@ def accuracy_scores(results: Results) -> pd.DataFrame:
     keep = [b is not None and b.metric == metric for (b, _), metric in zip(found, runs["metric"])]
     runs = runs[np.array(keep, dtype=bool)]
     runs = runs.sort_values(["finished", "source"]).drop_duplicates(["model", "task", "numbers"], keep="last")
+    runs["half"] = 100 * (runs["ci_hi"] - runs["ci_lo"]) / 2
     grouped = runs.groupby(["model", "benchmark", "numbers"], as_index=False)
-    return grouped.agg(value=("value", lambda v: 100 * v.mean()), n_samples=("n_samples", "sum"),
+    return grouped.agg(value=("value", lambda v: 100 * v.mean()), half=("half", mean_half_width),
+                       n_samples=("n_samples", "sum"),
                        suites=("suite", lambda s: sorted(set(s))),
                        sources=("source", lambda s: sorted(set(s))))
+
+
+def mean_half_width(halves: pd.Series) -> float:
+    """Half-width of the 95% interval of a mean of k independent tasks' scores: sqrt(sum of squares) / k (NaN when
+    a task has none)."""
+    return float(np.sqrt((halves ** 2).sum()) / len(halves)) if halves.notna().all() else np.nan
+
+
+def plus(column: str) -> str:
+    return f"{column} ±"
 
 
 def accuracy_table(results: Results) -> Table:
@@ -131,15 +152,17 @@ def accuracy_table(results: Results) -> Table:
         for label in sorted(set(mine["numbers"]), key=lambda n: (n != MEASURED, n)):
             kind = mine[mine["numbers"] == label]
             rows.append({"model": model, "numbers": label, **dict(zip(kind["benchmark"], kind["value"])),
+                         **dict(zip(map(plus, kind["benchmark"]), kind["half"])),
                          "from": f"{', '.join(sorted(set().union(*kind['suites'])))} "
                                  f"(n={int(kind['n_samples'].sum())})"})
         if model in REPORTED_ACCURACY:
             reported = REPORTED_ACCURACY[model]
             rows.append({"model": model, "numbers": REPORTED, **reported.scores, "from": reported.source})
-    frame = pd.DataFrame(rows, columns=["model", "numbers", *columns, "from"])
-    frame[columns] = frame[columns].astype(float)
+    halves = [plus(c) for c in columns]
+    frame = pd.DataFrame(rows, columns=["model", "numbers", *columns, *halves, "from"])
+    frame[columns + halves] = frame[columns + halves].astype(float)
     return Table("accuracy", "Accuracy (%) per model and benchmark", accuracy_notes(set(scores["benchmark"])), frame,
-                 sources_of(results.runs))
+                 sources_of(results.runs), plusminus=dict(zip(columns, halves)))
 
 
 def accuracy_notes(measured_benchmarks: set[str]) -> str:
@@ -150,6 +173,9 @@ def accuracy_notes(measured_benchmarks: set[str]) -> str:
     return ("Measured scores from the newest run of each task beside the papers' reported ones. Only rows marked "
             "plain \"measured\" ran the whole benchmark: mini = qbench's small generated twin, lite = lmms-eval's Lite "
             "subset, limit N = the first N samples per task; none of these compare with a paper's number. "
+            "± = half-width of the 95% interval (a seeded bootstrap over the samples, from the run's summary, or from "
+            "its samples.jsonl for summaries that predate intervals; a benchmark of several tasks, e.g. POPE's three "
+            "splits: sqrt(sum of squares) / k); none where neither exists. "
             f"Measured: {measured}. "
             f"Reported: {reported}.")
 
@@ -292,19 +318,83 @@ def ablation_cells(results: Results) -> pd.DataFrame:
 
 def ablation_table(results: Results) -> Table:
     cells = ablation_cells(results)
-    index = ["name", "task", "metric", "chance", "setting", "visual_tokens"]
-    frame = cells.set_index([*index, "backbone"])["value"].unstack("backbone").reset_index() if len(cells) \
-        else pd.DataFrame(columns=index)
+    index = ["name", "task", "metric", "seeds", "chance", "setting", "visual_tokens"]
+    cells = cells.assign(half=(cells["ci_hi"] - cells["ci_lo"]) / 2)
+    if len(cells):
+        wide = cells.set_index([*index, "backbone"])[["value", "half"]].unstack("backbone")
+        backbones = list(wide["value"].columns)
+        frame = pd.concat([wide["value"], wide["half"].rename(columns=plus)], axis=1).reset_index()
+    else:
+        frame, backbones = pd.DataFrame(columns=index), []
     frame.columns.name = None
     frame = frame.rename(columns={"name": "ablation", "setting": "projector", "visual_tokens": "visual tokens"})
     if len(frame):
-        frame["visual tokens"] = frame["visual tokens"].astype(int)
-    backbones = [c for c in frame.columns if c not in {"ablation", "task", "metric", "chance", "projector",
-                                                       "visual tokens"}]
+        frame = frame.astype({"visual tokens": int, "seeds": int})
     return Table("ablation", "Projector x backbone ablation",
-                 "Score of each projector (rows) on each backbone (columns), trained with the same budget; chance = "
-                 "the score of guessing.", frame, sources_of(cells),
-                 {"chance": ".3f", **{b: ".3f" for b in backbones}})
+                 "Score of each projector (rows) on each backbone (columns), trained with the same budget; with "
+                 "several seeds the mean over them. ± = half-width of the 95% interval (bootstrap over the questions of "
+                 "each question's score averaged over the seeds); the spread over seeds is in the ablation's own "
+                 "tables. chance = the score of guessing.", frame, sources_of(cells),
+                 {"chance": ".3f", **{b: ".3f" for b in backbones}}, plusminus={b: plus(b) for b in backbones})
+
+
+def ablation_differences_table(results: Results) -> Table:
+    found = results.ablation_differences
+    survivors = found[found["survives"].astype(bool)]
+    frame = survivors.assign(interval=[f"[{lo:.3f}, {hi:.3f}]" for lo, hi in zip(survivors["ci_lo"], survivors["ci_hi"])])
+    frame = frame[["name", "task", "factor", "a", "b", "difference", "interval", "p", "seeds"]].rename(
+        columns={"name": "ablation", "a": "A", "b": "B", "difference": "A - B", "interval": "95% interval"})
+    tested = found.groupby("name").size()
+    return Table("ablation_differences", "Ablation: differences that survive",
+                 "Pairs of combinations that differ in one factor (projector on one backbone, or backbone under one "
+                 "projector), per task. A difference survives when its 95% paired bootstrap interval over the questions "
+                 "(each question's score averaged over the seeds; qbench compare's test) excludes zero and every seed "
+                 "alone gives it the same sign. Pairs tested: "
+                 + (", ".join(f"{name} {count}" for name, count in tested.items()) or "none") + ".",
+                 frame, sources_of(found), {"A - B": "+.3f", "p": ".2g"})
+
+
+# ---- paired comparisons ------------------------------------------------------------------------------------------
+
+def newest_runs(results: Results) -> pd.DataFrame:
+    """The newest run of each model per suite and limit: one row per run folder."""
+    runs = results.runs.drop_duplicates("source").assign(limit=results.runs["limit"].fillna(-1))
+    runs = runs.sort_values(["finished", "source"]).drop_duplicates(["model", "suite", "limit"], keep="last")
+    return runs
+
+
+def comparisons(results: Results) -> pd.DataFrame:
+    """qbench compare's paired comparison of every two newest runs over the same samples (same suite and limit)."""
+    rows = []
+    for (suite, _), group in newest_runs(results).groupby(["suite", "limit"], sort=True):
+        order = {model: i for i, model in enumerate(model_order(group["model"]))}
+        group = group.assign(order=group["model"].map(order)).sort_values("order")
+        for (_, a), (_, b) in itertools.combinations(group.iterrows(), 2):
+            folders = [(results.root / run["source"]).parent for run in (a, b)]
+            try:
+                found = compare.compare_runs(*folders)
+            except compare.NotComparable:
+                continue  # not over the same samples, or no samples.jsonl
+            for task, row in found["tasks"].items():
+                rows.append({"suite": suite, "A": a["model"], "B": b["model"], "task": task, "metric": row["metric"],
+                             "n": row["n"], "A - B": row["difference"],
+                             "95% interval": f"[{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}]", "p": row["p"],
+                             "test": row["test"], "verdict": row["verdict"],
+                             "provenance differs": ", ".join(found["provenance_differs"]) or "-",
+                             "source": f"{a['source']}, {b['source']}"})
+    return pd.DataFrame(rows, columns=["suite", "A", "B", "task", "metric", "n", "A - B", "95% interval", "p", "test",
+                                       "verdict", "provenance differs", "source"])
+
+
+def comparisons_table(results: Results) -> Table:
+    frame = comparisons(results)
+    sources = sorted({part for joined in frame["source"] for part in joined.split(", ")})
+    return Table("comparisons", "Paired comparisons of runs over the same samples",
+                 "Every two newest runs of one suite and limit whose samples pair up, compared as `qbench compare` "
+                 "does: per task the difference A - B of the task's metric, its 95% paired bootstrap interval, a "
+                 "p-value (exact McNemar for right-or-wrong scores, else the paired bootstrap) and a verdict; "
+                 "provenance differs names what else differs between the two runs.",
+                 frame.drop(columns="source"), sources, {"A - B": "+.3f", "p": ".3g"})
 
 
 # ---- training ---------------------------------------------------------------------------------------------------
@@ -326,6 +416,8 @@ TABLES: dict[str, Callable[[Results], Table]] = {
     "accuracy": accuracy_table,
     "speed": speed_table,
     "speed_ratio": speed_ratio_table,
+    "comparisons": comparisons_table,
     "ablation": ablation_table,
+    "ablation_differences": ablation_differences_table,
     "training": training_table,
 }
