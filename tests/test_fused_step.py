@@ -28,7 +28,7 @@ def tiny_backbone(preset: str):
 
 def prompts(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(1)
-    ids = torch.randint(3, vocab, (3, 7), generator=generator)
+    ids = torch.randint(3, vocab, (5, 7), generator=generator)
     return ids, torch.ones_like(ids)
 
 
@@ -40,7 +40,7 @@ def states_of(state) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def test_fused_step_in_pytorch_matches_transformers_step(preset):
     backbone = tiny_backbone(preset)
     ids, mask = prompts(backbone.model.config.vocab_size)
-    theirs, ours = backbone.new_state(3, 12), backbone.new_state(3, 12)
+    theirs, ours = backbone.new_state(5, 12), backbone.new_state(5, 12)
     with torch.inference_mode():
         token = backbone.prefill(backbone.embed(ids), mask, theirs).argmax(-1)
         backbone.prefill(backbone.embed(ids), mask, ours)
@@ -90,7 +90,7 @@ def test_triton_kernels_match_pytorch_ops(preset, dtype):
     backbone = tiny_backbone(preset).to(device, dtype)
     ids, mask = prompts(backbone.model.config.vocab_size)
     ids, mask = ids.to(device), mask.to(device)
-    reference, fused = backbone.new_state(3, 12), backbone.new_state(3, 12)
+    reference, fused = backbone.new_state(5, 12), backbone.new_state(5, 12)
     tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 4e-2}
     with torch.inference_mode():
         token = backbone.prefill(backbone.embed(ids), mask, reference).argmax(-1)

@@ -1,8 +1,8 @@
 """The fused Mamba decode step's ops as Triton kernels, same semantics as their PyTorch twins in mamba_step.
 
 Per layer four launches besides the two cuBLAS projections: add_norm, then conv_xproj + ssm_gate (Mamba-1) or
-conv + ssm_gate_norm (Mamba-2). Mamba-1's two kernels loop over the batch (a compile-time size) inside a program, so its weight tile (x_proj,
-dt_proj) is read once per step, not once per sequence. Mamba-1's x_proj sums over all channels: programs add their
+conv + ssm_gate_norm (Mamba-2). A program of Mamba-1's two kernels loops over up to ROWS sequences, so its weight tile
+(x_proj, dt_proj) is read once per ROWS sequences, while the grid still spreads a large batch over the GPU. Mamba-1's x_proj sums over all channels: programs add their
 partial sums into an fp32 buffer with atomics (add_norm zeroed it one launch before).
 """
 
@@ -17,6 +17,7 @@ import triton.language as tl
 CHANNELS = 32  # channels per program in the Mamba-1 kernels
 CONV_CHANNELS = 128  # channels per program in the Mamba-2 conv
 NUM_WARPS = 4
+ROWS = 4  # sequences per program in the Mamba-1 kernels
 
 
 @triton.jit
@@ -83,9 +84,9 @@ def _conv_tile(x_ptr, state, weight, bias, chan, mask, stride_sc, stride_sw, WID
 
 
 @triton.jit
-def _conv_xproj_kernel(xz, conv_state, conv_w, conv_b, x_proj, x_conv, x_dbl, inner, rank_n,
+def _conv_xproj_kernel(xz, conv_state, conv_w, conv_b, x_proj, x_conv, x_dbl, batch, inner, rank_n,
                        stride_xz, stride_sb, stride_sc, stride_sw, stride_cw,
-                       BATCH: tl.constexpr, WIDTH: tl.constexpr, BLOCK: tl.constexpr, OUT: tl.constexpr):
+                       ROWS: tl.constexpr, WIDTH: tl.constexpr, BLOCK: tl.constexpr, OUT: tl.constexpr):
     chan = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = chan < inner
     taps = tl.arange(0, WIDTH)
@@ -94,12 +95,14 @@ def _conv_xproj_kernel(xz, conv_state, conv_w, conv_b, x_proj, x_conv, x_dbl, in
     outs = tl.arange(0, OUT)
     proj = tl.load(x_proj + outs[:, None] * inner + chan[None, :], mask=(outs[:, None] < rank_n) & mask[None, :],
                    other=0.0).to(tl.float32)
-    for row in range(BATCH):
-        x = _conv_tile(xz + row * stride_xz, conv_state + row * stride_sb, weight, bias, chan, mask, stride_sc,
+    for offset in range(ROWS):
+        row = tl.program_id(1) * ROWS + offset
+        live = mask & (row < batch)
+        x = _conv_tile(xz + row * stride_xz, conv_state + row * stride_sb, weight, bias, chan, live, stride_sc,
                        stride_sw, WIDTH)
-        x = tl.where(mask, x, 0.0)
-        tl.store(x_conv + row * inner + chan, x, mask=mask)
-        tl.atomic_add(x_dbl + row * rank_n + outs, tl.sum(proj * x[None, :], 1), mask=outs < rank_n)
+        x = tl.where(live, x, 0.0)
+        tl.store(x_conv + row * inner + chan, x, mask=live)
+        tl.atomic_add(x_dbl + row * rank_n + outs, tl.sum(proj * x[None, :], 1), mask=(outs < rank_n) & (row < batch))
 
 
 def conv_xproj(xz: torch.Tensor, conv_state: torch.Tensor, conv_w: torch.Tensor, conv_b: torch.Tensor,
@@ -108,17 +111,18 @@ def conv_xproj(xz: torch.Tensor, conv_state: torch.Tensor, conv_w: torch.Tensor,
     inner, width = conv_w.shape
     x_conv = torch.empty(batch, inner, dtype=torch.float32, device=xz.device)
     rank_n = x_proj_w.shape[0]
-    _conv_xproj_kernel[(triton.cdiv(inner, CHANNELS),)](
-        xz, conv_state, conv_w, conv_b, x_proj_w, x_conv, x_dbl, inner, rank_n, xz.stride(0),
+    rows = min(batch, ROWS)
+    _conv_xproj_kernel[(triton.cdiv(inner, CHANNELS), triton.cdiv(batch, rows))](
+        xz, conv_state, conv_w, conv_b, x_proj_w, x_conv, x_dbl, batch, inner, rank_n, xz.stride(0),
         conv_state.stride(0), conv_state.stride(1), conv_state.stride(2), conv_w.stride(0),
-        BATCH=batch, WIDTH=width, BLOCK=CHANNELS, OUT=triton.next_power_of_2(rank_n), num_warps=NUM_WARPS)
+        ROWS=rows, WIDTH=width, BLOCK=CHANNELS, OUT=triton.next_power_of_2(rank_n), num_warps=NUM_WARPS)
     return x_conv
 
 
 @triton.jit
-def _ssm_gate_kernel(xz, x_conv, x_dbl, ssm_state, dt_w, dt_b, a_log, d, y, inner, rank, n,
+def _ssm_gate_kernel(xz, x_conv, x_dbl, ssm_state, dt_w, dt_b, a_log, d, y, batch, inner, rank, n,
                      stride_xz, stride_sb, stride_sc, stride_sn,
-                     BATCH: tl.constexpr, BLOCK: tl.constexpr, RANK: tl.constexpr, STATE: tl.constexpr):
+                     ROWS: tl.constexpr, BLOCK: tl.constexpr, RANK: tl.constexpr, STATE: tl.constexpr):
     chan = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = chan < inner
     ranks = tl.arange(0, RANK)
@@ -130,19 +134,21 @@ def _ssm_gate_kernel(xz, x_conv, x_dbl, ssm_state, dt_w, dt_b, a_log, d, y, inne
     a = -tl.exp(tl.load(a_log + chan[:, None] * n + states[None, :], mask=both, other=0.0).to(tl.float32))
     skip = tl.load(d + chan, mask=mask, other=0.0).to(tl.float32)
     rank_n = rank + 2 * n
-    for row in range(BATCH):
-        dt_in = tl.load(x_dbl + row * rank_n + ranks, mask=ranks < rank, other=0.0)
+    for offset in range(ROWS):
+        row = tl.program_id(1) * ROWS + offset
+        live = row < batch
+        dt_in = tl.load(x_dbl + row * rank_n + ranks, mask=(ranks < rank) & live, other=0.0)
         dt = _softplus(tl.sum(dt_weight * dt_in[None, :], 1) + dt_bias)
-        b = tl.load(x_dbl + row * rank_n + rank + states, mask=states < n, other=0.0)
-        c = tl.load(x_dbl + row * rank_n + rank + n + states, mask=states < n, other=0.0)
-        x = tl.load(x_conv + row * inner + chan, mask=mask, other=0.0)
+        b = tl.load(x_dbl + row * rank_n + rank + states, mask=(states < n) & live, other=0.0)
+        c = tl.load(x_dbl + row * rank_n + rank + n + states, mask=(states < n) & live, other=0.0)
+        x = tl.load(x_conv + row * inner + chan, mask=mask & live, other=0.0)
         pointers = ssm_state + row * stride_sb + chan[:, None] * stride_sc + states[None, :] * stride_sn
-        state = tl.load(pointers, mask=both, other=0.0).to(tl.float32)
+        state = tl.load(pointers, mask=both & live, other=0.0).to(tl.float32)
         state = state * tl.exp(dt[:, None] * a) + (dt * x)[:, None] * b[None, :]
-        tl.store(pointers, state.to(ssm_state.dtype.element_ty), mask=both)
+        tl.store(pointers, state.to(ssm_state.dtype.element_ty), mask=both & live)
         out = tl.sum(state * c[None, :], 1) + skip * x
-        z = tl.load(xz + row * stride_xz + inner + chan, mask=mask, other=0.0).to(tl.float32)
-        tl.store(y + row * inner + chan, (out * _silu(z)).to(y.dtype.element_ty), mask=mask)
+        z = tl.load(xz + row * stride_xz + inner + chan, mask=mask & live, other=0.0).to(tl.float32)
+        tl.store(y + row * inner + chan, (out * _silu(z)).to(y.dtype.element_ty), mask=mask & live)
 
 
 def ssm_gate(xz: torch.Tensor, x_conv: torch.Tensor, x_dbl: torch.Tensor, ssm_state: torch.Tensor,
@@ -151,10 +157,11 @@ def ssm_gate(xz: torch.Tensor, x_conv: torch.Tensor, x_dbl: torch.Tensor, ssm_st
     inner, rank = dt_w.shape
     n = a_log.shape[1]
     y = torch.empty(batch, inner, dtype=xz.dtype, device=xz.device)
-    _ssm_gate_kernel[(triton.cdiv(inner, CHANNELS),)](
-        xz, x_conv, x_dbl, ssm_state, dt_w, dt_b, a_log, d, y, inner, rank, n, xz.stride(0),
+    rows = min(batch, ROWS)
+    _ssm_gate_kernel[(triton.cdiv(inner, CHANNELS), triton.cdiv(batch, rows))](
+        xz, x_conv, x_dbl, ssm_state, dt_w, dt_b, a_log, d, y, batch, inner, rank, n, xz.stride(0),
         ssm_state.stride(0), ssm_state.stride(1), ssm_state.stride(2),
-        BATCH=batch, BLOCK=CHANNELS, RANK=triton.next_power_of_2(rank), STATE=triton.next_power_of_2(n), num_warps=NUM_WARPS)
+        ROWS=rows, BLOCK=CHANNELS, RANK=triton.next_power_of_2(rank), STATE=triton.next_power_of_2(n), num_warps=NUM_WARPS)
     return y
 
 
