@@ -2,8 +2,10 @@
 
     python3 bench/fused_step.py OUT_DIR [cobra,ml-mamba] [1,8,64]     # on the GPU machine, after .gpu/install.sh
 
-Per LLM (bf16, random weights, seed 0): one step from the same prefilled state under both steps (relative error of
-logits and new states), greedy tokens of batch-8 prompts under both (share identical), then decode tokens/s at each
+Per LLM (bf16, random weights, seed 0): one step from the same prefilled state under the fused step, mamba_ssm's and
+transformers' (relative error of logits and new states, against each other and against transformers' step on an fp32
+copy), greedy tokens of batch-8 prompts under both steps in bf16 and in fp32 (share identical; transformers' bf16 step
+against mamba_ssm's as the noise floor), then decode tokens/s at each
 batch for the fused step and mamba_ssm's step, both captured by qbench's graph engine, and for mamba_ssm's
 generate(cg=True); per-kernel device times of one graphed step (torch profiler) and the share of the roofline
 (copy bandwidth over weight + state bytes per step). Writes OUT_DIR/fused_step.json and prints one JSON line each.
@@ -11,6 +13,7 @@ generate(cg=True); per-kernel device times of one graphed step (torch profiler) 
 
 from __future__ import annotations
 
+import copy
 import json
 import statistics
 import sys
@@ -37,31 +40,45 @@ def relative_error(ours: torch.Tensor, theirs: torch.Tensor) -> float:
 
 
 @torch.inference_mode()
-def one_step(backbone: Backbone, embeds: torch.Tensor, mask: torch.Tensor) -> dict:
-    """The same prefilled state stepped once by each path: relative error of logits, conv and SSM states."""
-    states, logits = {}, {}
-    for path in PATHS:
-        backbone.step_path = path
-        states[path] = backbone.new_state(embeds.shape[0], PROMPT + 1)
-        token = backbone.prefill(embeds, mask, states[path]).argmax(-1)
-        logits[path] = backbone.step(token, states[path])
-    ours, theirs = (states[path].cache.layers for path in PATHS)
-    return {"logits_rel_err": relative_error(logits[PATHS[0]], logits[PATHS[1]]),
-            "conv_state_rel_err": max(relative_error(a.conv_states[0], b.conv_states[0]) for a, b in zip(ours, theirs)),
-            "ssm_state_rel_err": max(relative_error(a.recurrent_states[0], b.recurrent_states[0])
-                                     for a, b in zip(ours, theirs)),
-            "argmax_equal": float((logits[PATHS[0]].argmax(-1) == logits[PATHS[1]].argmax(-1)).float().mean())}
+def one_step(backbone: Backbone, reference: Backbone, embeds: torch.Tensor, mask: torch.Tensor) -> dict:
+    """The same prefilled state stepped once by each bf16 path and by transformers' step on an fp32 copy of the
+    model (from the bf16 state): relative errors of logits, conv and SSM states (last layer, max over layers)."""
+    results = {}
+    for path in (*PATHS, "transformers", "fp32"):
+        model = reference if path == "fp32" else backbone
+        model.step_path = "transformers" if path == "fp32" else path
+        state = backbone.new_state(embeds.shape[0], PROMPT + 1)
+        token = backbone.prefill(embeds, mask, state).argmax(-1)
+        if path == "fp32":
+            for layer in state.cache.layers:
+                layer.conv_states[0] = layer.conv_states[0].float()
+                layer.recurrent_states[0] = layer.recurrent_states[0].float()
+        results[path] = (model.step(token, state).float(), state.cache.layers)
+    row = {}
+    for ours, theirs in ((PATHS[0], PATHS[1]), (PATHS[0], "fp32"), (PATHS[1], "fp32"), ("transformers", "fp32")):
+        (a, a_layers), (b, b_layers) = results[ours], results[theirs]
+        key = f"{ours}_vs_{theirs}"
+        row[key] = {"logits_rel_err": relative_error(a, b), "argmax_equal": float((a.argmax(-1) == b.argmax(-1)).float().mean()),
+                    "ssm_state_rel_err_layer0": relative_error(a_layers[0].recurrent_states[0], b_layers[0].recurrent_states[0]),
+                    "ssm_state_rel_err_max": max(relative_error(x.recurrent_states[0], y.recurrent_states[0])
+                                                 for x, y in zip(a_layers, b_layers)),
+                    "conv_state_rel_err_max": max(relative_error(x.conv_states[0], y.conv_states[0])
+                                                  for x, y in zip(a_layers, b_layers))}
+    return row
 
 
-def same_tokens(backbone: Backbone, embeds: torch.Tensor, mask: torch.Tensor) -> dict:
-    """Greedy tokens under the graph engine with each path: share of equal tokens and of equal sequences."""
+def same_tokens(backbone: Backbone, embeds: torch.Tensor, mask: torch.Tensor, paths=PATHS) -> dict:
+    """Greedy tokens under the graph engine (eager for transformers) with two paths: share of equal tokens, of equal
+    sequences, and of equal first tokens."""
     tokens = {}
-    for path in PATHS:
+    for path in paths:
         backbone.step_path = path
-        tokens[path] = greedy(make_decoder("graph", backbone, embeds.shape[0], PROMPT + CHECK_TOKENS), embeds, mask,
+        engine = "eager" if path == "transformers" else "graph"
+        tokens[path] = greedy(make_decoder(engine, backbone, embeds.shape[0], PROMPT + CHECK_TOKENS), embeds, mask,
                               CHECK_TOKENS)
-    equal = tokens[PATHS[0]] == tokens[PATHS[1]]
-    return {"greedy_token_share": float(equal.float().mean()), "greedy_sequence_share": float(equal.all(1).float().mean())}
+    equal = tokens[paths[0]] == tokens[paths[1]]
+    return {"token_share": float(equal.float().mean()), "sequence_share": float(equal.all(1).float().mean()),
+            "second_token_share": float(equal[:, 1].float().mean())}
 
 
 @torch.inference_mode()
@@ -163,8 +180,14 @@ def check(name: str, batches: list[int], bandwidth: float) -> dict:
     mask = torch.ones(CHECK_BATCH, PROMPT, dtype=torch.long, device="cuda")
     with torch.inference_mode():
         embeds = backbone.embed(ids)
-    row = {"model": name, "weight_bytes": weight_bytes, **one_step(backbone, embeds, mask),
-           **same_tokens(backbone, embeds, mask)}
+    with torch.device("cuda"):
+        reference = copy.deepcopy(backbone).float()
+    row = {"model": name, "weight_bytes": weight_bytes, "one_step": one_step(backbone, reference, embeds, mask),
+           "greedy_bf16": same_tokens(backbone, embeds, mask),
+           "greedy_bf16_transformers_vs_mamba_ssm": same_tokens(backbone, embeds, mask, ("transformers", "mamba_ssm")),
+           "greedy_fp32": same_tokens(reference, embeds.float(), mask)}
+    del reference
+    torch.cuda.empty_cache()
     print(name, json.dumps(row), flush=True)
     row["speed"] = []
     for batch in batches:

@@ -16,6 +16,9 @@ from qbench.spec import BackboneSpec
 # How a decode step runs: qbench's fused step (Triton kernels, or the same math in PyTorch ops), mamba_ssm's step
 # over the same weights, or transformers' own.
 STEP_PATHS = ("qbench-triton", "qbench-torch", "mamba_ssm", "transformers")
+# The largest batch for which the fused Triton step is the default: above it Mamba-1's x_proj atomics and per-program
+# dt_proj tiles cost more than they save (measured on an H200, batch 64: 0.61x mamba_ssm's step), so mamba_ssm's serves.
+TRITON_BATCH_LIMIT = {"mamba": 16, "mamba2": None}
 
 
 class RecurrentBackbone(Backbone):
@@ -42,7 +45,7 @@ class RecurrentBackbone(Backbone):
         return out.logits[:, -1]
 
     def step(self, ids: torch.Tensor, state: DecodeState) -> torch.Tensor:
-        path = self.decode_path(ids.device)
+        path = self.decode_path(ids.device, ids.shape[0])
         states = [(layer.conv_states[0], layer.recurrent_states[0]) for layer in state.cache.layers]
         if path == "qbench-triton":
             from qbench.backbones.mamba_triton import TRITON_OPS
@@ -55,11 +58,13 @@ class RecurrentBackbone(Backbone):
         out = self.model(input_ids=ids[:, None], cache_params=state.cache, use_cache=True)
         return out.logits[:, -1]
 
-    def decode_path(self, device: torch.device) -> str:
-        """The step path in use: `step_path` if set (checked), else the device's default."""
+    def decode_path(self, device: torch.device, batch: int = 1) -> str:
+        """The step path in use: `step_path` if set (checked), else the default for the device and batch size."""
         path = self.step_path
         if path is None:
-            if device.type == "cuda" and installed("triton") and supports_qbench_step(self.model):
+            limit = TRITON_BATCH_LIMIT[self.family]
+            if (device.type == "cuda" and installed("triton") and supports_qbench_step(self.model)
+                    and (limit is None or batch <= limit)):
                 return "qbench-triton"
             return "mamba_ssm" if fused_available(self.family, device) else "transformers"
         if path not in STEP_PATHS:
