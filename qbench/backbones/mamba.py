@@ -8,17 +8,28 @@ from transformers import DynamicCache, MambaConfig, MambaForCausalLM
 
 from qbench.backbones.base import Backbone, DecodeState
 from qbench.backbones.fused import fused_available, fused_step, mamba_ssm_model
+from qbench.backbones.kernels import installed
+from qbench.backbones.mamba_step import TORCH_OPS, check_supported, layers_of
+from qbench.backbones.mamba_step import fused_step as qbench_step
 from qbench.spec import BackboneSpec
+
+# How a decode step runs: qbench's fused step (Triton kernels, or the same math in PyTorch ops), mamba_ssm's step
+# over the same weights, or transformers' own.
+STEP_PATHS = ("qbench-triton", "qbench-torch", "mamba_ssm", "transformers")
+# The largest batch for which the fused Triton step is the default: above it Mamba-1's x_proj atomics and per-program
+# dt_proj tiles cost more than they save (measured on an H200, batch 64: 0.61x mamba_ssm's step), so mamba_ssm's serves.
+TRITON_BATCH_LIMIT = {"mamba": 16, "mamba2": None}
 
 
 class RecurrentBackbone(Backbone):
     """Shared by Mamba-1 and Mamba-2: a fixed-size conv + SSM state; padding only matters during prefill.
 
-    Prefill runs through transformers; on a GPU with mamba_ssm, decode steps run mamba_ssm's fused step over the
-    same weights and the same state tensors (else transformers' step).
+    Prefill runs through transformers; decode steps run `step_path` over the same weights and state tensors: by
+    default on a GPU qbench's fused Triton step (with triton; mamba_ssm's step without it), on a CPU transformers'.
     """
 
     _fused: list[nn.Module]  # in a list, so the shared-weight model is not registered as a submodule
+    step_path: str | None = None  # one of STEP_PATHS; None: the default for the device
 
     def new_state(self, batch: int, max_len: int) -> DecodeState:
         device = self.model.device
@@ -34,12 +45,36 @@ class RecurrentBackbone(Backbone):
         return out.logits[:, -1]
 
     def step(self, ids: torch.Tensor, state: DecodeState) -> torch.Tensor:
-        if fused_available(self.family, ids.device):
-            states = {index: (layer.conv_states[0], layer.recurrent_states[0])
-                      for index, layer in enumerate(state.cache.layers)}
-            return fused_step(self.fused_model(), ids, states, state.mask.shape[1])
+        path = self.decode_path(ids.device, ids.shape[0])
+        states = [(layer.conv_states[0], layer.recurrent_states[0]) for layer in state.cache.layers]
+        if path == "qbench-triton":
+            from qbench.backbones.mamba_triton import TRITON_OPS
+
+            return qbench_step(self.model, layers_of(self.model), ids, states, TRITON_OPS)
+        if path == "qbench-torch":
+            return qbench_step(self.model, layers_of(self.model), ids, states, TORCH_OPS)
+        if path == "mamba_ssm":
+            return fused_step(self.fused_model(), ids, dict(enumerate(states)), state.mask.shape[1])
         out = self.model(input_ids=ids[:, None], cache_params=state.cache, use_cache=True)
         return out.logits[:, -1]
+
+    def decode_path(self, device: torch.device, batch: int = 1) -> str:
+        """The step path in use: `step_path` if set (checked), else the default for the device and batch size."""
+        path = self.step_path
+        if path is None:
+            limit = TRITON_BATCH_LIMIT[self.family]
+            if (device.type == "cuda" and installed("triton") and supports_qbench_step(self.model)
+                    and (limit is None or batch <= limit)):
+                return "qbench-triton"
+            return "mamba_ssm" if fused_available(self.family, device) else "transformers"
+        if path not in STEP_PATHS:
+            raise ValueError(f"unknown step path {path!r}; choose from: {', '.join(STEP_PATHS)}")
+        if path.startswith("qbench"):
+            check_supported(self.model)
+        if (path == "qbench-triton" and device.type != "cuda") or (path == "mamba_ssm" and not fused_available(
+                self.family, device)):
+            raise ValueError(f"step path {path!r} needs a CUDA device{' and mamba_ssm' * (path == 'mamba_ssm')}")
+        return path
 
     def fused_model(self) -> nn.Module:
         """mamba_ssm's model sharing this backbone's parameters, made on first use."""
@@ -49,8 +84,18 @@ class RecurrentBackbone(Backbone):
 
     @property
     def kernel_path(self) -> str:
-        path = super().kernel_path
-        return path + "; decode: mamba_ssm fused step" if fused_available(self.family, self.model.device) else path
+        notes = {"qbench-triton": "qbench fused Triton step", "qbench-torch": "qbench fused step in PyTorch ops",
+                 "mamba_ssm": "mamba_ssm fused step", "transformers": None}
+        note = notes[self.decode_path(self.model.device)]
+        return f"{super().kernel_path}; decode: {note}" if note else super().kernel_path
+
+
+def supports_qbench_step(model: nn.Module) -> bool:
+    try:
+        check_supported(model)
+    except ValueError:
+        return False
+    return True
 
 
 class MambaBackbone(RecurrentBackbone):
