@@ -1,6 +1,8 @@
 """The answering engine gives `VLM.generate`'s answers for every tiny preset (fp32, CPU), whatever its batch size,
 window and grouping: several questions per image, of different lengths, about images repeated out of order."""
 
+import copy
+
 import pytest
 import torch
 from PIL import Image, ImageDraw
@@ -27,6 +29,7 @@ def talkative(preset: str):
     images, questions = requests()
     embeds, mask, _ = vlm.build_inputs(vlm.encode_images(vlm.preprocess(images)), questions)
     said = greedy_decode(vlm.backbone, embeds, mask, 4)[:, 1:]  # the second to fourth tokens of each answer
+    vlm.tokenizer = copy.deepcopy(vlm.tokenizer)  # its own: the loaded tokenizer is shared by every model of the preset
     vlm.tokenizer.eos_token = vlm.tokenizer.convert_ids_to_tokens(int(said.flatten().mode().values))
     return vlm
 

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 import qbench
 from qbench.checkpoints import save_native
 from qbench.cli import app
+from qbench.engine.answering import AnsweringEngine
 from qbench.fingerprint import fingerprint, weights_digest
 from qbench.folder import FolderBusy
 from qbench import stats
@@ -176,20 +177,23 @@ class Interrupted(KeyboardInterrupt):
     pass
 
 
-GENERATE = VLM.generate
+ANSWERING = {(VLM, "generate"): VLM.generate, (AnsweringEngine, "answer"): AnsweringEngine.answer}  # either engine
 
 
 def interrupt_after(monkeypatch, calls: int) -> list[int]:
-    """Stop the run (as Ctrl-C would) when the model is asked for its answers the (calls + 1)-th time."""
+    """Stop the run (as Ctrl-C would) when the model is asked for answers the (calls + 1)-th time, by either engine."""
     made = [0]
 
-    def stopping(self, *args, **kwargs):
-        if made[0] == calls:
-            raise Interrupted
-        made[0] += 1
-        return GENERATE(self, *args, **kwargs)
+    def stopping(method):
+        def answer(self, *args, **kwargs):
+            if made[0] == calls:
+                raise Interrupted
+            made[0] += 1
+            return method(self, *args, **kwargs)
+        return answer
 
-    monkeypatch.setattr(VLM, "generate", stopping)
+    for (owner, name), method in ANSWERING.items():
+        monkeypatch.setattr(owner, name, stopping(method))
     return made
 
 
@@ -238,22 +242,25 @@ def test_lenient_pope_parsing_is_opt_in_and_named_in_the_summary(data, tmp_path,
 
 
 # --- resuming -------------------------------------------------------------------------------------------------------
-def test_an_interrupted_run_resumes_and_scores_every_sample_exactly_once(data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("engine, kept, calls_left", [("answering", 6, 4), ("plain", 3, 11)])
+def test_an_interrupted_run_resumes_and_scores_every_sample_exactly_once(data, tmp_path, monkeypatch, engine, kept,
+                                                                         calls_left):
+    # the answering engine is asked once per task (2 samples here), plain generate once per sample (batch size 1)
     made = interrupt_after(monkeypatch, 3)
-    args = {"limit": 2, "data_dir": data, "output": tmp_path, "device": "cpu", "batch_size": 1}
+    args = {"limit": 2, "data_dir": data, "output": tmp_path, "device": "cpu", "batch_size": 1, "engine": engine}
     with pytest.raises(runner.RunInterrupted):
         runner.run("tiny-cobra", "mini", **args)
     folder = only_run(tmp_path)
     progress = folder / "progress-rank0.jsonl"
-    assert len(progress.read_text().splitlines()) == 3 and not (folder / "summary.json").exists()
+    assert len(progress.read_text().splitlines()) == kept and not (folder / "summary.json").exists()
     with progress.open("a") as handle:
         handle.write('{"task": "mini_gqa", "doc_id": 0, "answ')  # a line cut short by the interruption
     made = interrupt_after(monkeypatch, 100)
     summary, again = runner.run("tiny-cobra", "mini", **args)
-    assert again == folder and made[0] == 14 - 3  # only the samples not yet answered
+    assert again == folder and made[0] == calls_left  # only the samples not yet answered
     rows = read_rows(folder)
     keys = [(r["task"], r["doc_id"]) for r in rows]
-    assert len(keys) == len(set(keys)) == 14 and summary["resumed_samples"] == 3
+    assert len(keys) == len(set(keys)) == 14 and summary["resumed_samples"] == kept
     assert summary["n_samples"] == {task: 2 for task in MINI_TASKS}
 
 
@@ -267,12 +274,12 @@ def says(result, text: str) -> bool:
 
 
 def interrupted_run(monkeypatch, data: Path, output: Path, *args: str) -> Path:
-    """`qbench run` stopped by Ctrl-C after its third answer; its run folder."""
-    interrupt_after(monkeypatch, 3)
+    """`qbench run` stopped by Ctrl-C after the answering engine answered its first task (2 samples); its run folder."""
+    interrupt_after(monkeypatch, 1)
     result = qbench_run(*RUN, "--data-dir", str(data), "--output", str(output), *args)
     folder = only_run(output)
     assert result.exit_code == 130, result.output
-    assert says(result, f"interrupted: 3 answers kept in {folder}; `qbench ") and says(result, "` resumes")
+    assert says(result, f"interrupted: 2 answers kept in {folder}; `qbench ") and says(result, "` resumes")
     interrupt_after(monkeypatch, 100)  # the model answers again
     return folder
 
@@ -317,7 +324,7 @@ def test_a_second_process_is_refused_while_the_first_writes_the_run(data, tmp_pa
     resumed = qbench_run(*RUN, "--data-dir", str(data), "--output", str(tmp_path))
     assert resumed.exit_code == 0, resumed.output
     summary = json.loads((folder / "summary.json").read_text())
-    assert only_run(tmp_path) == folder and summary["resumed_samples"] == 3 and len(read_rows(folder)) == 14
+    assert only_run(tmp_path) == folder and summary["resumed_samples"] == 2 and len(read_rows(folder)) == 14
 
 
 def test_two_runs_started_together_never_share_a_folder(tmp_path):
@@ -357,7 +364,7 @@ def test_random_weights_are_seeded_and_a_resume_with_other_weights_is_refused(da
     resumed = qbench_run(*RUN, "--data-dir", str(data), "--output", str(tmp_path))
     assert resumed.exit_code == 0, resumed.output
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["checkpoint"] == {"source": "random", "sha256": None, "seed": 0} and summary["resumed_samples"] == 3
+    assert summary["checkpoint"] == {"source": "random", "sha256": None, "seed": 0} and summary["resumed_samples"] == 2
     assert digests[0] == digests[2] != digests[1]
 
 
