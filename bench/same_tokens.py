@@ -8,14 +8,19 @@
 2. Each trained checkpoint answering 64 mini-suite evaluation questions in bf16 under both engines: the answers
    that agree, and each engine's exact-match accuracy.
 
-Batch invariance (does an answer depend on the batch it was asked in?):
+Answer invariance (does an answer depend on the batch it was asked in, or on the engine that answered it?):
 
-    python3 bench/same_tokens.py --batch-invariance cobra-3b,ml-mamba-2.7b,q-mamba-3b,llava-1.5-7b
+    python3 bench/same_tokens.py --answer-invariance cobra-3b,ml-mamba-2.7b,q-mamba-3b,llava-1.5-7b bf16,fp32
+    python3 bench/same_tokens.py --answer-invariance weights/tiny/tiny-cobra,weights/tiny/tiny-llava bf16,fp32
 
-3. Each full preset on random weights in bf16 (the tiny twin's built-in tokenizer: the GPU machine has no hub)
-   answering 32 mini-suite questions greedily (16 new tokens, eager engine) one at a time and as one batch of 32
-   (left-padded prompts of different lengths): the share of identical answers (token for token) and, where they
-   differ, the first differing token.
+3. Each full preset on random weights (seed 0; the tiny twin's built-in tokenizer: the GPU machine has no hub), or
+   each trained checkpoint, in each dtype answers 32 mini-suite questions greedily (16 new tokens) three ways: one at a time with
+   `VLM.generate` (the reference), as one left-padded batch of 32, and through the answering engine. Per way: the
+   share of identical answers (token for token), the share whose first token agrees, and where an answer differs its
+   first differing token. For the first token it also records the reference's margin between its two best logits
+   and the largest difference between the reference's logits and the batch's, to tell a broken tie (a margin below
+   the logits' rounding) from a path that computes something else. Recurrent backbones run once with the GPU's
+   default step and once with transformers' step (the CPU's), to tell a step kernel from the rest.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from pathlib import Path
 
 import torch
 import transformers
@@ -83,22 +89,52 @@ def first_difference(a: list[int], b: list[int]) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
-def batch_invariance(name: str) -> dict:
-    spec = get_preset(name)
-    spec = spec.replace(tokenizer=tiny_twin(spec).tokenizer)
-    torch.manual_seed(0)
-    vlm = build_vlm(spec, device="cuda", dtype=torch.bfloat16).eval()
+def first_token_logits(vlm, images: list, prompts: list[str]) -> torch.Tensor:
+    """[B, vocab] fp32 logits of each answer's first token, the prompts prefilled together (left-padded)."""
+    embeds, mask, _ = vlm.build_inputs(vlm.encode_images(vlm.preprocess(images)), prompts)
+    return make_decoder("eager", vlm.backbone, len(prompts), embeds.shape[1] + 1).prefill(embeds, mask).float()
+
+
+def agreement(reference: list[list[int]], answers: list[list[int]]) -> dict:
+    differ = [first_difference(a, b) for a, b in zip(reference, answers) if a != b]
+    return {"identical_share": 1 - len(differ) / len(reference),
+            "first_token_identical_share": sum(a[:1] == b[:1] for a, b in zip(reference, answers)) / len(reference),
+            "first_differing_tokens": differ}
+
+
+@torch.inference_mode()
+def answer_invariance(name: str, dtype: str, step_path: str | None) -> dict:
+    """`name`: a full preset on random weights (seed 0), or a trained checkpoint's folder."""
+    from qbench.engine.answering import AnsweringEngine, device_settings
+
+    if Path(name).is_dir():
+        vlm, weights = load_vlm(name, device="cuda", dtype=dtype), "trained"
+        spec = vlm.spec
+    else:
+        spec = get_preset(name)
+        spec = spec.replace(tokenizer=tiny_twin(spec).tokenizer)
+        torch.manual_seed(0)
+        vlm, weights = build_vlm(spec, device="cuda", dtype=DTYPES[dtype]).eval(), "random (seed 0)"
+    vlm.backbone.step_path = step_path
     examples = mini_questions(INVARIANCE_BATCH)
     images, prompts = [image for image, _, _ in examples], [prompt for _, prompt, _ in examples]
     alone = [vlm.generate_tokens([image], [prompt])[0] for image, prompt in zip(images, prompts)]
     together = vlm.generate_tokens(images, prompts)
-    differ = [first_difference(a, b) for a, b in zip(alone, together) if a != b]
+    engine = AnsweringEngine(vlm, device_settings(vlm)).answer_tokens(images, prompts, 16)
+    alone_logits = torch.cat([first_token_logits(vlm, [image], [prompt]) for image, prompt in zip(images, prompts)])
+    together_logits = first_token_logits(vlm, images, prompts)
+    best = alone_logits.topk(2, dim=-1).values
+    row = {"check": "answer_invariance", "model": name, "dtype": dtype, "weights": weights,
+           "tokenizer": spec.tokenizer, "step_path": getattr(vlm.backbone, "decode_path", lambda *_: None)(vlm.device),
+           "max_new_tokens": 16, "questions": len(examples), "batch": len(examples),
+           "batch_vs_alone": agreement(alone, together), "engine_vs_alone": agreement(alone, engine),
+           "engine_vs_batch": agreement(together, engine),
+           "first_token_margins": (best[:, 0] - best[:, 1]).tolist(),
+           "first_token_logit_differences": (alone_logits - together_logits).abs().amax(-1).tolist(),
+           "logit_scale": float(alone_logits.abs().amax())}
     del vlm
     torch.cuda.empty_cache()
-    return {"check": "batch_invariance", "model": name, "dtype": "bf16", "weights": "random (seed 0)",
-            "tokenizer": spec.tokenizer, "engine": "eager", "max_new_tokens": 16, "questions": len(examples),
-            "batch": len(examples), "identical": len(examples) - len(differ),
-            "identical_share": (len(examples) - len(differ)) / len(examples), "first_differing_tokens": differ}
+    return row
 
 
 def environment() -> dict:
@@ -122,10 +158,13 @@ def trained(path: str) -> dict:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--batch-invariance":
+    if sys.argv[1] == "--answer-invariance":
         print(json.dumps(environment()), flush=True)
         for model in sys.argv[2].split(","):
-            print(json.dumps(batch_invariance(model)), flush=True)
+            recurrent = "llava" not in Path(model).name
+            for dtype in sys.argv[3].split(","):
+                for step_path in (None, "transformers") if recurrent else (None,):
+                    print(json.dumps(answer_invariance(model, dtype, step_path)), flush=True)
         sys.exit(0)
     models, dtypes = sys.argv[1].split(","), sys.argv[2].split(",")
     for model in models:
