@@ -67,6 +67,23 @@ def test_fused_step_gives_transformers_greedy_tokens_in_fp32(preset):
     assert "qbench fused step in PyTorch ops" in backbone.kernel_path
 
 
+def test_fused_step_follows_the_weights_when_they_are_cast():
+    backbone = tiny_backbone("tiny-cobra")
+    ids, mask = prompts(backbone.model.config.vocab_size)
+    embeds = backbone.embed(ids).detach()
+    backbone.step_path = "qbench-torch"
+    greedy_decode(backbone, embeds, mask, 2)  # the step's views of the weights are made
+    backbone.to(torch.float64).to(torch.float32)  # new weight tensors, then changed in place
+    with torch.no_grad():
+        for parameter in backbone.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    tokens = {}
+    for path in ("transformers", "qbench-torch"):
+        backbone.step_path = path
+        tokens[path] = greedy_decode(backbone, embeds, mask, 16)
+    assert torch.equal(tokens["qbench-torch"], tokens["transformers"])
+
+
 def test_step_path_is_checked():
     backbone = tiny_backbone("tiny-cobra")
     backbone.step_path = "fast"
