@@ -76,11 +76,8 @@ def free_memory(device: torch.device) -> int:
 
 
 def row_bytes(vlm: VLM, length: int) -> int:
-    """Bytes of one row of the backbone's decode state holding `length` tokens."""
-    from qbench.engine.graph import tensors_of
-
-    state = allocated_state(vlm.backbone, 1, length)
-    return sum(tensor.numel() * tensor.element_size() for tensor in tensors_of(state) if tensor.dim() > 0)
+    """Bytes of one row of the backbone's decode state (cache or recurrent state) holding `length` tokens."""
+    return vlm.backbone.state_bytes(allocated_state(vlm.backbone, 1, length))
 
 
 def image_key(image: ImageLike) -> Hashable:
