@@ -285,9 +285,9 @@ def differences(ablation: Ablation, found: dict[str, Evaluation]) -> list[dict[s
     rows = []
     for a, b, factor in one_factor_pairs(ablation.combos):
         for task in found[a].summaries[ablation.seeds[0]]["metrics"]:
-            pooled_a, pooled_b = found[a].pooled(task), found[b].pooled(task)
-            compare.paired_rows(pooled_a, pooled_b)  # refuses combinations evaluated on different samples
-            result = compare.compare_task(pooled_a, pooled_b, pooled_a[0]["metric"])
+            # in the same sample order; refused for combinations evaluated on different samples
+            rows_a, rows_b = compare.paired_rows(found[a].pooled(task), found[b].pooled(task))[task]
+            result = compare.compare_task(rows_a, rows_b, rows_a[0]["metric"])
             values_a, values_b = found[a].values(task), found[b].values(task)
             per_seed = [values_a[seed] - values_b[seed] for seed in ablation.seeds]
             same_sign = all(d > 0 for d in per_seed) or all(d < 0 for d in per_seed)
