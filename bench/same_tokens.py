@@ -103,8 +103,10 @@ def agreement(reference: list[list[int]], answers: list[list[int]]) -> dict:
 
 
 @torch.inference_mode()
-def answer_invariance(name: str, dtype: str, step_path: str | None) -> dict:
-    """`name`: a full preset on random weights (seed 0), or a trained checkpoint's folder."""
+def answer_invariance(name: str, dtype: str) -> list[dict]:
+    """`name`: a full preset on random weights (seed 0), or a trained checkpoint's folder. One row per step path (a
+    recurrent backbone's default and transformers'; the prefill and its first-token logits are the same for both)."""
+    from qbench.backbones.mamba import RecurrentBackbone
     from qbench.engine.answering import AnsweringEngine, device_settings
 
     if Path(name).is_dir():
@@ -115,26 +117,29 @@ def answer_invariance(name: str, dtype: str, step_path: str | None) -> dict:
         spec = spec.replace(tokenizer=tiny_twin(spec).tokenizer)
         torch.manual_seed(0)
         vlm, weights = build_vlm(spec, device="cuda", dtype=DTYPES[dtype]).eval(), "random (seed 0)"
-    vlm.backbone.step_path = step_path
     examples = mini_questions(INVARIANCE_BATCH)
     images, prompts = [image for image, _, _ in examples], [prompt for _, prompt, _ in examples]
-    alone = [vlm.generate_tokens([image], [prompt])[0] for image, prompt in zip(images, prompts)]
-    together = vlm.generate_tokens(images, prompts)
-    engine = AnsweringEngine(vlm, device_settings(vlm)).answer_tokens(images, prompts, 16)
     alone_logits = torch.cat([first_token_logits(vlm, [image], [prompt]) for image, prompt in zip(images, prompts)])
     together_logits = first_token_logits(vlm, images, prompts)
     best = alone_logits.topk(2, dim=-1).values
-    row = {"check": "answer_invariance", "model": name, "dtype": dtype, "weights": weights,
-           "tokenizer": spec.tokenizer, "step_path": getattr(vlm.backbone, "decode_path", lambda *_: None)(vlm.device),
-           "max_new_tokens": 16, "questions": len(examples), "batch": len(examples),
-           "batch_vs_alone": agreement(alone, together), "engine_vs_alone": agreement(alone, engine),
-           "engine_vs_batch": agreement(together, engine),
-           "first_token_margins": (best[:, 0] - best[:, 1]).tolist(),
-           "first_token_logit_differences": (alone_logits - together_logits).abs().amax(-1).tolist(),
-           "logit_scale": float(alone_logits.abs().amax())}
+    recurrent = isinstance(vlm.backbone, RecurrentBackbone)
+    rows = []
+    for step_path in (None, "transformers") if recurrent else (None,):
+        vlm.backbone.step_path = step_path
+        alone = [vlm.generate_tokens([image], [prompt])[0] for image, prompt in zip(images, prompts)]
+        together = vlm.generate_tokens(images, prompts)
+        engine = AnsweringEngine(vlm, device_settings(vlm)).answer_tokens(images, prompts, 16)
+        rows.append({"check": "answer_invariance", "model": name, "dtype": dtype, "weights": weights,
+                     "tokenizer": spec.tokenizer, "step_path": vlm.backbone.decode_path(vlm.device) if recurrent else None,
+                     "max_new_tokens": 16, "questions": len(examples), "batch": len(examples),
+                     "batch_vs_alone": agreement(alone, together), "engine_vs_alone": agreement(alone, engine),
+                     "engine_vs_batch": agreement(together, engine),
+                     "first_token_margins": (best[:, 0] - best[:, 1]).tolist(),
+                     "first_token_logit_differences": (alone_logits - together_logits).abs().amax(-1).tolist(),
+                     "logit_scale": float(alone_logits.abs().amax())})
     del vlm
     torch.cuda.empty_cache()
-    return row
+    return rows
 
 
 def environment() -> dict:
@@ -161,10 +166,9 @@ if __name__ == "__main__":
     if sys.argv[1] == "--answer-invariance":
         print(json.dumps(environment()), flush=True)
         for model in sys.argv[2].split(","):
-            recurrent = "llava" not in Path(model).name
             for dtype in sys.argv[3].split(","):
-                for step_path in (None, "transformers") if recurrent else (None,):
-                    print(json.dumps(answer_invariance(model, dtype, step_path)), flush=True)
+                for row in answer_invariance(model, dtype):
+                    print(json.dumps(row), flush=True)
         sys.exit(0)
     models, dtypes = sys.argv[1].split(","), sys.argv[2].split(",")
     for model in models:
