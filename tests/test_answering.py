@@ -20,8 +20,7 @@ def talkative(preset: str):
     """A tiny preset whose weights are shaken (seeded) until its answers depend on the image and the question (the
     tiny random init says one token to everything), with a token it often says made its EOS, so that answers end
     at different lengths."""
-    torch.manual_seed(0)  # its random init does not depend on the tests that ran before
-    vlm = qbench.load_model(preset)
+    vlm = qbench.load_model(preset)  # random weights drawn with seed 0, whatever ran before
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for parameter in vlm.parameters():

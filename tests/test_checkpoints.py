@@ -52,11 +52,11 @@ def scene() -> Image.Image:
 
 def random_model(preset: str) -> VLM:
     """A tiny preset whose every weight is random (no zero biases or unit norms that a wrong mapping could hide in)."""
-    torch.manual_seed(0)
     vlm = qbench.load_model(preset)
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for parameter in vlm.parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
     return vlm
 
 

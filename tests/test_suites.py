@@ -42,8 +42,7 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
     """tiny-cobra with its random LLM weights scaled up, so that it answers with words rather than EOS."""
-    torch.manual_seed(1)  # the same random model every time: its answers are what the tests compare
-    vlm = qbench.load_model("tiny-cobra")
+    vlm = qbench.load_model("tiny-cobra", seed=1)  # the same random model every time: the tests compare its answers
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for parameter in vlm.backbone.parameters():
@@ -75,6 +74,22 @@ def test_lmms_eval_finds_the_qbench_model_and_its_clean_keeps_it_usable():
     assert lm.device == torch.device("cpu") and lm.batch_size == 2
     lm.clean()  # what lmms-eval calls after inference
     assert isinstance(lm.vlm, VLM) and isinstance(lm.vlm.answer(Image.new("RGB", (64, 64)), "What color?"), str)
+
+
+def test_lmms_eval_qbench_model_draws_the_random_weights_qbench_run_draws():
+    from lmms_eval.models import get_model
+
+    def weights(lm) -> list[torch.Tensor]:
+        return list(lm.vlm.state_dict().values())
+
+    qbench_model = get_model("qbench")
+    torch.manual_seed(123)  # the caller's random state does not choose the weights
+    default = qbench_model.create_from_arg_string("preset=tiny-cobra,device=cpu", {})
+    torch.manual_seed(456)
+    again = qbench_model.create_from_arg_string("preset=tiny-cobra,device=cpu,seed=0", {})
+    other = qbench_model.create_from_arg_string("preset=tiny-cobra,device=cpu,seed=1", {})
+    assert all(torch.equal(a, b) for a, b in zip(weights(default), weights(again)))
+    assert not all(torch.equal(a, b) for a, b in zip(weights(default), weights(other)))
 
 
 def test_run_mini_writes_the_summary_and_one_scored_row_per_sample(data, tmp_path):

@@ -28,8 +28,7 @@ def test_tiny_preset_answers_a_question_about_an_image(preset):
 @pytest.mark.parametrize("preset", ["tiny-cobra", "tiny-llava"])
 def test_stages_compose_into_generate(preset):
     """encode_images -> build_inputs -> prefill -> decode_step, by hand, gives generate's tokens."""
-    torch.manual_seed(1)
-    vlm = qbench.load_model(preset)
+    vlm = qbench.load_model(preset, seed=1)
     with torch.inference_mode():
         visual = vlm.encode_images(vlm.preprocess([scene()]))
         assert visual.shape == (1, vlm.visual_tokens, vlm.backbone.hidden_size)

@@ -87,14 +87,17 @@ def check_ready(model: str, checkpoint: str | None = None) -> None:
 
 
 def load_vlm(model: str, checkpoint: str | None = None, device: str | torch.device = "cpu",
-             dtype: torch.dtype | str | None = None) -> VLM:
-    """A ready VLM: `model` is a preset name or alias, or a qbench checkpoint directory."""
+             dtype: torch.dtype | str | None = None, seed: int = 0) -> VLM:
+    """A ready VLM: `model` is a preset name or alias, or a qbench checkpoint directory. Random weights (a preset
+    without a checkpoint) are drawn with `seed`, whoever loads them; the caller's random state is left alone."""
     dtype = resolve_dtype(dtype, device)
     if is_native(Path(model)):
         return load_native(None, model, torch.device(device), dtype).eval()
     spec = get_preset(model)
     fmt, location = parse_source(spec, checkpoint)
-    return FORMATS[fmt](spec, location, torch.device(device), dtype).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return FORMATS[fmt](spec, location, torch.device(device), dtype).eval()
 
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,

@@ -83,8 +83,10 @@ class QBenchLMM(lmms):
 
     def __init__(self, preset: str | None = None, checkpoint: str | None = None, device: str | None = None,
                  dtype: str | None = None, batch_size: int | str = 1, max_new_tokens: int = 16,
-                 vlm: VLM | None = None, journal: Journal | None = None, engine: str = "answering") -> None:
-        """Either `preset` (loaded here) or a ready `vlm`; `journal` records answers for resuming. `engine`:
+                 vlm: VLM | None = None, journal: Journal | None = None, engine: str = "answering",
+                 seed: int = 0) -> None:
+        """Either `preset` (loaded here; random weights drawn with `seed`, as `qbench run` draws them) or a ready
+        `vlm`; `journal` records answers for resuming. `engine`:
         `answering` (the answering engine, each image's prefix once, over chunks of ENGINE_CHUNK requests) or `plain`
         (`VLM.generate` per batch)."""
         if engine not in ENGINES:
@@ -95,7 +97,7 @@ class QBenchLMM(lmms):
         if vlm is None:
             from qbench.checkpoints import load_vlm
 
-            vlm = load_vlm(preset, checkpoint, pick_device(device), dtype)
+            vlm = load_vlm(preset, checkpoint, pick_device(device), dtype, int(seed))
         self._rank, _, self._world_size = process_rank()
         self.vlm = vlm
         self.batch_size = int(batch_size)

@@ -388,7 +388,7 @@ def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None
         engine: str = "answering") -> tuple[dict[str, Any] | None, Path]:
     """`qbench run`: check the device, weights, tokenizer and output folder, load the data (failing fast), then the
     model, then answer and score. Returns (summary on rank 0, else None; the run folder). Random weights are drawn with
-    `seed` (the caller's random state is left alone)."""
+    `seed`."""
     from qbench.checkpoints import check_ready, load_vlm, model_spec, resolve_dtype
     from qbench.suites.lmms_model import pick_device
 
@@ -401,9 +401,7 @@ def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None
     ensure_writable(output, "--output")
     init_distributed(chosen)
     prepared = prepare(suite, data_dir, variants, max_new_tokens)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        vlm = load_vlm(model, checkpoint, chosen, precision)
+    vlm = load_vlm(model, checkpoint, chosen, precision, seed)
     source = checkpoint or (model if Path(model).is_dir() else spec.weights)
     with prompted(vlm, prepared.variants):
         return execute(vlm, spec.name, prepared, checkpoint_info(source, seed), output, limit, batch_size,
