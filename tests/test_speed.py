@@ -1,6 +1,7 @@
 """`qbench speed` as a user runs it on a CPU: tiny presets, small token counts, eager engine."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -85,6 +86,14 @@ def test_a_point_asked_with_other_repeats_is_measured_again_and_its_row_replaced
     document = json.loads((tmp_path / "speed.json").read_text())
     assert [(row["visual_tokens"], row["repeats"]) for row in document["rows"]] == [(16, 2), (36, 1)]
     assert len(document["commands"]) == 2 and "--repeats 2" in document["commands"][1]
+
+
+def test_trained_weights_are_timed_beside_random_ones_and_their_rows_name_the_checkpoint(tmp_path):
+    trained = str(Path(__file__).parents[1] / "weights" / "tiny" / "tiny-llava")  # shipped in the repository
+    speed(tmp_path, "--model", "tiny-llava")
+    result, document = speed(tmp_path, "--model", "tiny-llava", "--checkpoint", trained)
+    assert result.exit_code == 0, result.output
+    assert [row["checkpoint"] for row in document["rows"]] == [None, trained]  # measured, not taken for the first
 
 
 def test_a_sweep_refuses_to_join_results_from_another_machine(tmp_path):

@@ -20,15 +20,17 @@ ROW_FIELDS = ["model", "backbone", "projector", "visual_tokens", "images", "batc
               "engine", "status",
               "error", "new_tokens", "prompt_tokens", "dtype", "device", "kernel_path", "vision_ms", "projector_ms",
               "prefill_ms", "ttft_ms", "decode_tokens_per_s", "e2e_tokens_per_s", "peak_mem_gib", "weights_gib",
-              "state_gib", "state_alloc_gib", "bytes_per_token", "roofline_tokens_per_s", "roofline_share", "repeats"]
+              "state_gib", "state_alloc_gib", "bytes_per_token", "roofline_tokens_per_s", "roofline_share", "repeats",
+              "checkpoint"]
 # What rows written before a field existed mean by its absence: one image per prompt, batch asked, not measured.
 # batch_search: None (the batch was asked), "largest" (the largest that fits), "limit" (the search's limit, which fit:
 # more may), either with ", states copied" (decode measured, the prompts not all prefilled: qbench.speed.largest_batch);
 # largest_batch: what the search found (0: not even one sequence fits); batch: where it was measured, the largest
-# or, where that whole pass ran out of memory, a smaller batch that fit.
-ADDED_FIELDS = {"images": 1, "batch_search": None, "largest_batch": None, "state_alloc_gib": None}
+# or, where that whole pass ran out of memory, a smaller batch that fit; checkpoint: None (random weights).
+ADDED_FIELDS = {"images": 1, "batch_search": None, "largest_batch": None, "state_alloc_gib": None, "checkpoint": None}
 
-POINT_FIELDS = ["model", "visual_tokens", "images", "batch", "engine", "new_tokens", "prompt_tokens", "dtype", "device"]
+POINT_FIELDS = ["model", "checkpoint", "visual_tokens", "images", "batch", "engine", "new_tokens", "prompt_tokens",
+                "dtype", "device"]
 HOW_FIELDS = ["repeats"]  # how a point was measured: asked otherwise, it is measured again
 # environment keys that must agree for two sweeps to share a folder
 SAME_MACHINE = ["device", "gpu", "driver", "torch", "transformers", "mamba_ssm", "causal_conv1d"]

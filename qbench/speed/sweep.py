@@ -189,7 +189,7 @@ def run_sweep(config: SweepConfig, out_dir: Path | None, command: str,
                "visual_tokens": point.images * (tokens or visual_tokens_of(spec)), "images": point.images,
                "batch": point.batch or LARGEST, "batch_search": None, "largest_batch": None, "engine": point.engine,
                "new_tokens": point.new_tokens, "prompt_tokens": point.prompt_tokens, "dtype": config.dtype,
-               "device": config.device, "repeats": point.repeats}
+               "device": config.device, "repeats": point.repeats, "checkpoint": config.checkpoint}
         if results.has(row):
             on_row(row | {"status": "kept"})
             continue
