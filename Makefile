@@ -90,15 +90,17 @@ tiny-weights:  ## train the tiny presets into weights/tiny/<preset>/ (qbench che
 	for p in $(TINY_PRESETS); do HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli train --model $$p \
 		--out weights/tiny/$$p $(TINY_TRAIN) --save-dtype fp16 || exit 1; done
 
-# the ablation's seeds and budget (3 seeds at 3000 steps x 32 do not fit one GPU call: see results/ablation/tiny)
+# the ablation's seeds and budget (results/ablation/tiny; the 3000-step budget with 3 seeds: results/ablation/tiny-3000)
 ABLATION_SEEDS ?= 0,1,2
 ABLATION_TRAIN ?= --steps 500 --batch-size 64 --recipe cobra --lr 3e-3 --train-questions 4000
 ablation-tiny:  ## the tiny ablation: train + time (GPU if there is one), evaluate on the mini suite, tables
 	HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli ablate --name tiny $(ABLATION_TRAIN) --seeds $(ABLATION_SEEDS) \
 		--limit $(ABLATION_LIMIT)
 
-# Its GPU half in one device call: every combination trained at once, then timed; OUT=dir receives the checkpoints
+# Its GPU half: every combination and seed trained at once, then timed; OUT=dir receives the checkpoints
 # (data/ablation/tiny/<combination>/seed<N>/ in five archives), which `make ablation-tiny` then evaluates on the CPU.
+# On one H200 the 45 trainings take two 10-minute calls: the second retrains the Mamba-2 ones,
+# SHARDS="21 22 23 24 25 26 27 28 29 30 31 32" (results/ablation/tiny/README.md).
 ablation-gpu:  ## train + time the tiny ablation on the GPU machine (bench/ablation_gpu.sh); OUT=dir for its files
 	OUT=$(OUT) TRAIN="$(ABLATION_TRAIN)" SEEDS=$(ABLATION_SEEDS) bash bench/ablation_gpu.sh
 

@@ -264,9 +264,16 @@ def ablation(results: Results) -> tuple[Figure, pd.DataFrame]:
     cells = ablation_cells(results)
     if cells.empty:
         raise NoData("no ablation table under results/ablation/")
-    panels = list(cells.groupby(["name", "task", "metric"], sort=True))
-    fig, axes = canvas(1, len(panels), figsize=(4.5 * len(panels) + 1, 4), squeeze=False)
-    for ax, ((name, task, metric), group) in zip(axes[0], panels):
+    names = sorted(cells["name"].unique())
+    tasks = sorted(set(zip(cells["task"], cells["metric"])))
+    settings = [cells.loc[cells["name"] == name, "setting"].nunique() for name in names]
+    fig, axes = canvas(len(names), len(tasks), figsize=(4.2 * len(tasks) + 1, 0.5 * sum(settings) + 1.2 * len(names)),
+                       squeeze=False, gridspec_kw={"height_ratios": [n + 2 for n in settings]})
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for (name, task, metric), group in cells.groupby(["name", "task", "metric"], sort=True):
+        ax = axes[names.index(name), tasks.index((task, metric))]  # one row per ablation, one column per task
+        ax.set_visible(True)
         grid = group.pivot_table(index="setting", columns="backbone", values="value", aggfunc="last", sort=True)
         halves = group.assign(half=(group["ci_hi"] - group["ci_lo"]) / 2).pivot_table(
             index="setting", columns="backbone", values="half", aggfunc="last", sort=True, dropna=False
