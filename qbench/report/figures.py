@@ -236,11 +236,11 @@ def grouped_bars(ax: Axes, frame: pd.DataFrame, group: str, value: str, models: 
 
 
 def accuracy(results: Results) -> tuple[Figure, pd.DataFrame]:
-    table = accuracy_table(results).frame
-    benchmarks = [c for c in table.columns if c not in ("model", "numbers", "from") and not c.endswith(" ±")]
-    long = table.melt(id_vars=["model", "numbers"], value_vars=benchmarks, var_name="benchmark").dropna()
-    halves = table.melt(id_vars=["model", "numbers"], value_vars=[f"{b} ±" for b in benchmarks], value_name="half")
-    halves["benchmark"] = halves["variable"].str.removesuffix(" ±")
+    scores_table = accuracy_table(results)
+    table, half_of = scores_table.frame, scores_table.plusminus  # benchmark column -> its half-width column
+    long = table.melt(id_vars=["model", "numbers"], value_vars=list(half_of), var_name="benchmark").dropna()
+    halves = table.melt(id_vars=["model", "numbers"], value_vars=list(half_of.values()), value_name="half")
+    halves["benchmark"] = halves["variable"].map({half: benchmark for benchmark, half in half_of.items()})
     long = long.merge(halves[["model", "numbers", "benchmark", "half"]], on=["model", "numbers", "benchmark"])
     long["benchmark"] = [b if n in (REPORTED, MEASURED) else f"{b} {n.removeprefix(MEASURED + ' ')}"
                          for b, n in zip(long["benchmark"], long["numbers"])]
@@ -275,9 +275,8 @@ def ablation(results: Results) -> tuple[Figure, pd.DataFrame]:
         ax = axes[names.index(name), tasks.index((task, metric))]  # one row per ablation, one column per task
         ax.set_visible(True)
         grid = group.pivot_table(index="setting", columns="backbone", values="value", aggfunc="last", sort=True)
-        halves = group.assign(half=(group["ci_hi"] - group["ci_lo"]) / 2).pivot_table(
-            index="setting", columns="backbone", values="half", aggfunc="last", sort=True, dropna=False
-        ).reindex(index=grid.index, columns=grid.columns)
+        halves = group.pivot_table(index="setting", columns="backbone", values="half", aggfunc="last", sort=True,
+                                   dropna=False).reindex(index=grid.index, columns=grid.columns)
         image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(grid.columns)), grid.columns)
         ax.set_yticks(range(len(grid.index)), grid.index)

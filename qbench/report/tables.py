@@ -309,17 +309,18 @@ def speed_ratio_table(results: Results) -> Table:
 # ---- ablation -------------------------------------------------------------------------------------------------
 
 def ablation_cells(results: Results) -> pd.DataFrame:
-    """One row per ablation x task x metric x projector setting x backbone (the newest file's on a repeat)."""
+    """One row per ablation x task x metric x projector setting x backbone (the newest file's on a repeat), with the
+    half-width of its 95% interval (`half`, NaN without one)."""
     ablation = results.ablation.copy()
     ablation["setting"] = [p if pd.isna(q) else f"{p} ({int(q)} queries)"
                            for p, q in zip(ablation["projector"], ablation["queries"])]
+    ablation["half"] = (ablation["ci_hi"] - ablation["ci_lo"]) / 2
     return ablation.drop_duplicates(["name", "task", "metric", "setting", "backbone"], keep="last")
 
 
 def ablation_table(results: Results) -> Table:
     cells = ablation_cells(results)
     index = ["name", "task", "metric", "seeds", "chance", "setting", "visual_tokens"]
-    cells = cells.assign(half=(cells["ci_hi"] - cells["ci_lo"]) / 2)
     if len(cells):
         wide = cells.set_index([*index, "backbone"])[["value", "half"]].unstack("backbone")
         backbones = list(wide["value"].columns)
