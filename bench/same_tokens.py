@@ -26,17 +26,16 @@ Answer invariance (does an answer depend on the batch it was asked in, or on the
 from __future__ import annotations
 
 import json
-import platform
 import sys
 from pathlib import Path
 
 import torch
-import transformers
 
 from qbench.backbones import Backbone, build_backbone
 from qbench.checkpoints import load_vlm
 from qbench.engine import make_decoder
 from qbench.presets import get_preset, tiny_twin
+from qbench.speed.environment import environment
 from qbench.speed.sweep import DTYPES
 from qbench.vlm import build_vlm, default_dtype
 
@@ -142,11 +141,6 @@ def answer_invariance(name: str, dtype: str) -> list[dict]:
     return rows
 
 
-def environment() -> dict:
-    return {"check": "environment", "gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-            "cuda": torch.version.cuda, "transformers": transformers.__version__, "python": platform.python_version()}
-
-
 def trained(path: str) -> dict:
     vlm = load_vlm(path, device="cuda", dtype="bf16")
     examples = mini_questions(QUESTIONS)
@@ -164,7 +158,7 @@ def trained(path: str) -> dict:
 
 if __name__ == "__main__":
     if sys.argv[1] == "--answer-invariance":
-        print(json.dumps(environment()), flush=True)
+        print(json.dumps({"check": "environment", **environment(torch.device("cuda"))}), flush=True)
         for model in sys.argv[2].split(","):
             for dtype in sys.argv[3].split(","):
                 for row in answer_invariance(model, dtype):
