@@ -18,11 +18,12 @@ export PRESETS HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TRANSFORMERS_VERBOSITY=error 
 RUNS=/tmp/fsdp-runs && LOGS=$RUNS/logs && mkdir -p "$LOGS"
 python3 - <<'EOF'
 import os
+from qbench.backbones import BACKBONES
 from qbench.presets import get_preset
 from qbench.tokenizers import builtin_tokenizer
 for preset in os.environ["PRESETS"].split():
     spec = get_preset(preset)
-    builtin = "qbench-tiny-llama" if spec.backbone.kind == "llama" else "qbench-tiny-neox"
+    builtin = BACKBONES[spec.backbone.kind].tiny_tokenizer
     builtin_tokenizer(builtin).save_pretrained(os.path.join(os.environ["QBENCH_HUB_DIR"], spec.tokenizer))
 EOF
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$LOGS/gpu.txt"

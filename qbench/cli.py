@@ -120,18 +120,18 @@ def speed(
     """Time vision tower, projector, prefill, first token and decode for each model x tokens x batch x engine."""
     from pathlib import Path
 
+    from qbench.inputs import resolve_device
     from qbench.speed import (
         LARGEST,
         SweepConfig,
         default_engines,
         log_try,
-        resolve_device,
         run_sweep,
         summary_table,
         track,
     )
 
-    device = resolve_device(device)
+    device = str(resolve_device(device))
     config = SweepConfig(models=split(model), tokens=counts(tokens, "--tokens", "256,576") or [None],
                          batches=[b if b == LARGEST else counts(b, "--batch", "1,8,max")[0] for b in split(batch)],
                          engines=split(engine) or default_engines(device), new_tokens=new_tokens,
@@ -164,23 +164,20 @@ def workload(
                                           "results/speed/<device>_<date>_answering)."),
 ) -> None:
     """Time the answering engine and today's path (VLM.generate) on a vqa-shaped request stream, random weights."""
-    from qbench.inputs import ensure_writable
+    from qbench.inputs import ensure_writable, resolve_device, resolve_dtype
     from qbench.presets import get_preset
-    from qbench.speed import resolve_device
-    from qbench.speed.sweep import DTYPES
     from qbench.speed.workload import STREAMS, WorkloadConfig, run_workload
 
     for name in split(stream):
         if name not in STREAMS:
             fail(f"unknown stream {name!r}; choose from: {', '.join(STREAMS.names())}")
-    if dtype not in DTYPES:
-        fail(f"unknown dtype {dtype!r}; choose from: {', '.join(DTYPES)}")
+    resolve_dtype(dtype)  # an unknown name fails here
     models = split(model)
     for name in models:
         get_preset(name)  # an unknown name fails here, before anything is built
     given = {"batch": batch, "window": window, "encode_batch": encode_batch, "workers": workers}
     config = WorkloadConfig(models, split(stream), questions, plain_questions, plain_batch,
-                            {name: value for name, value in given.items() if value is not None}, resolve_device(device),
+                            {name: value for name, value in given.items() if value is not None}, str(resolve_device(device)),
                             dtype)
     out = ensure_writable(output, "--output") if output else None
     folder = run_workload(config, out, config.command(output), lambda line: console.print(line, highlight=False))
@@ -226,28 +223,25 @@ def train(
 ) -> None:
     """Train a VLM (vision tower frozen) on answer tokens in its own template; resumes an interrupted run.
     Several processes: `accelerate launch --num_processes N -m qbench.cli train ... [--sharding fsdp]`."""
-    from pathlib import Path
 
     from accelerate import PartialState
 
-    from qbench.checkpoints import DTYPES, check_ready, model_spec
-    from qbench.checkpoints.native import is_native
-    from qbench.inputs import check_device, ensure_writable
-    from qbench.train import Start, TrainConfig, llava_examples
+    from qbench.checkpoints import check_ready, resolve_source
     from qbench.folder import FolderBusy
+    from qbench.inputs import check_device, ensure_writable, resolve_dtype
+    from qbench.train import Start, TrainConfig, llava_examples
     from qbench.train import train as run_training
 
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, recipe=recipe, seed=seed, save_every=save_every)
-    if save_dtype is not None and save_dtype not in DTYPES:
-        fail(f"unknown --save-dtype {save_dtype!r}; choose from: {', '.join(DTYPES)}")
+    stored = resolve_dtype(save_dtype) if save_dtype is not None else None
     if device is not None:
         check_device(device)
-    spec = model_spec(model)
-    check_ready(model)
-    if start:
-        check_ready(start, start_checkpoint)
+    source = resolve_source(model)
+    check_ready(source)
+    begin = resolve_source(start, start_checkpoint) if start else source if source.own_folder else None
+    if begin is not None:
+        check_ready(begin)
     ensure_writable(out, "--out")
-    begin = Start(start, start_checkpoint) if start else Start(model) if is_native(Path(model)) else None
     if data == "mini":
         from qbench.ablate import mini_examples
 
@@ -257,8 +251,8 @@ def train(
             fail("a LLaVA conversation JSON needs --image-dir")
         examples = llava_examples(data, image_dir)
     try:
-        result = run_training(spec, examples, out, config, device=device, stop_after=stop_after, start=begin,
-                              sharding=sharding, save_dtype=DTYPES[save_dtype] if save_dtype else None)
+        result = run_training(source.spec, examples, out, config, device=device, stop_after=stop_after,
+                              start=Start(begin) if begin else None, sharding=sharding, save_dtype=stored)
     except FolderBusy as error:
         fail(str(error))
     except KeyboardInterrupt:
@@ -295,8 +289,7 @@ def ablate(
     """Train every projector x backbone combination (and Q-Mamba's query sweep) on one budget, evaluate each on
     the suite, time each, and write a table per task with its chance level and speed."""
     from qbench import ablate as lab
-    from qbench.inputs import check_device
-    from qbench.speed.sweep import DTYPES
+    from qbench.inputs import check_device, resolve_dtype
     from qbench.train import TrainConfig
 
     if preset != "tiny":
@@ -306,8 +299,7 @@ def ablate(
         fail(f"--shard takes i/n with 0 <= i < n, e.g. --shard 0/4; got {shard!r}")
     if device is not None:
         check_device(device)
-    if save_dtype is not None and save_dtype not in DTYPES:
-        fail(f"unknown --save-dtype {save_dtype!r}; choose from: {', '.join(DTYPES)}")
+    stored = resolve_dtype(save_dtype) if save_dtype is not None else None
     if not split(seeds) or not all(s.isdigit() for s in split(seeds)):
         fail(f"--seeds takes comma-separated whole numbers, e.g. --seeds 0,1,2; got {seeds!r}")
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, recipe=recipe, seed=int(split(seeds)[0]),
@@ -315,7 +307,7 @@ def ablate(
     study = lab.ablation(name, split(projectors) if projectors else lab.PROJECTORS,
                          split(backbones) if backbones else lab.BACKBONES, config, seeds=[int(s) for s in split(seeds)])
     written = lab.run(study, split(phases), device, suite, limit, train_questions, (int(index), int(count)),
-                      DTYPES[save_dtype] if save_dtype else None)
+                      stored)
     for path in written:
         console.print(f"[green]wrote[/green] {path}", highlight=False)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
+from qbench.backbones import BACKBONES
+from qbench.projectors import PROJECTORS
+from qbench.projectors.base import square_side
 from qbench.registry import Registry
 from qbench.spec import BackboneSpec, ProjectorSpec, VisionSpec, ViTDims, VLMSpec
 
@@ -38,31 +40,24 @@ FULL = [
             weights="llava-hf:llava-hf/llava-1.5-7b-hf"),
 ]
 
-# Tiny twins: the same structure at small widths, 112 px (8 x 8 = 64 patches), built-in tokenizers; CPU in seconds.
-TINY_VOCAB = 1024
+# Tiny twins: the same structure at small widths, 112 px (8 x 8 = 64 patches), the backbone family's tiny twin and
+# built-in tokenizer (qbench.backbones); CPU in seconds.
 TINY_DINOSIGLIP = VisionSpec("dinosiglip", 112, 14, dims={"dinov2": ViTDims(64, 3, 2, 256, registers=4),
                                                           "siglip": ViTDims(48, 3, 2, 192)})
 TINY_CLIP = VisionSpec("clip", 112, 14, dims={"clip": ViTDims(64, 3, 2, 256)})
-TINY_MAMBA = BackboneSpec("mamba", 64, 2, TINY_VOCAB, {"state_size": 8, "expand": 2, "conv_kernel": 4})
-TINY_MAMBA2 = BackboneSpec("mamba2", 64, 2, TINY_VOCAB, {"state_size": 16, "expand": 2, "head_dim": 16})
-TINY_LLAMA = BackboneSpec("llama", 64, 2, TINY_VOCAB, {"heads": 4, "intermediate": 172}, tie_embeddings=False)
-TINY_PROJECTOR_OPTIONS = {"ldp": {"pooled_grid": 4}, "msc": {"state": 16, "head_dim": 16},
-                          "qmamba": {"queries": 16, "depth": 2, "heads": 4}}
-TINY_BACKBONES = {"mamba": TINY_MAMBA, "mamba2": TINY_MAMBA2, "llama": TINY_LLAMA}
-TINY_TOKENIZERS = {"mamba": "qbench-tiny-neox", "mamba2": "qbench-tiny-neox", "llama": "qbench-tiny-llama"}
 
 
 def tiny_twin(spec: VLMSpec) -> VLMSpec:
-    kind = spec.backbone.kind
+    family = BACKBONES[spec.backbone.kind]
     return VLMSpec(
         name="tiny-" + spec.name.rsplit("-", 1)[0] if spec.name != "llava-1.5-7b" else "tiny-llava",
         # the system's tower hub ids, so that a tiny twin loads its system's published checkpoint layout
         vision=dataclasses.replace(TINY_CLIP if spec.vision.kind == "clip" else TINY_DINOSIGLIP,
                                    weights=spec.vision.weights),
-        projector=ProjectorSpec(spec.projector.kind, TINY_PROJECTOR_OPTIONS.get(spec.projector.kind, {})),
-        backbone=TINY_BACKBONES[kind],
+        projector=ProjectorSpec(spec.projector.kind, PROJECTORS[spec.projector.kind].tiny_options),
+        backbone=family.tiny,
         prompt=spec.prompt,
-        tokenizer=TINY_TOKENIZERS[kind],
+        tokenizer=family.tiny_tokenizer,
     )
 
 
@@ -82,14 +77,11 @@ def get_preset(name: str) -> VLMSpec:
 
 
 def at_visual_tokens(spec: VLMSpec, tokens: int) -> VLMSpec:
-    """The same system with `tokens` visual tokens: by resolution for patch projectors, by the pooled grid for
-    LDP, by the number of queries for Q-Mamba."""
+    """The same system with `tokens` visual tokens: by the projector's own option where it has one (LDP's pooled
+    grid, Q-Mamba's queries), else by the tower's resolution."""
     kind = spec.projector.kind
-    if kind == "qmamba":
-        return spec.replace(projector=ProjectorSpec(kind, {**spec.projector.options, "queries": tokens}))
-    side = math.isqrt(tokens)
-    if side * side != tokens:
-        raise ValueError(f"{tokens} visual tokens is not a square grid, which the {kind} projector needs")
-    if kind == "ldp":
-        return spec.replace(projector=ProjectorSpec(kind, {**spec.projector.options, "pooled_grid": side}))
+    options = PROJECTORS[kind].options_for_tokens(spec.projector.options, tokens)
+    if options is not None:
+        return spec.replace(projector=ProjectorSpec(kind, options))
+    side = square_side(tokens, kind)
     return spec.replace(vision=dataclasses.replace(spec.vision, resolution=side * spec.vision.patch))

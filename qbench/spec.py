@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+TINY_VOCAB = 1024  # the tiny twins' vocabulary: the size of qbench's built-in tokenizers
+
 
 @dataclass(frozen=True)
 class ViTDims:

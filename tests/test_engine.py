@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from qbench.backbones import build_backbone
-from qbench.engine import ENGINES, GraphUnavailable, greedy, greedy_decode, make_decoder
-from qbench.engine.graph import copy_state
+from qbench.backbones.decode import greedy_decode
+from qbench.backbones.state import copy_state
+from qbench.engine import ENGINES, GraphUnavailable, greedy, make_decoder
 from qbench.presets import get_preset
 from qbench.registry import UnknownName
 
@@ -32,7 +33,7 @@ def left_padded_prompts(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_eager_decode_matches_transformers_generate(preset):
     backbone = tiny_backbone(preset)
     ids, mask = left_padded_prompts(backbone.model.config.vocab_size)
-    rows = range(2) if backbone.family == "llama" else range(1)  # transformers' Mamba generate ignores padding
+    rows = range(1) if backbone.recurrent_state else range(2)  # transformers' Mamba generate ignores padding
     with torch.inference_mode():
         ours = greedy_decode(backbone, backbone.embed(ids[rows]), mask[rows], NEW_TOKENS)
         theirs = backbone.model.generate(input_ids=ids[rows], attention_mask=mask[rows], max_new_tokens=NEW_TOKENS,
@@ -51,7 +52,7 @@ def test_copied_state_decodes_like_the_original(preset):
         fresh, captured = backbone.new_state(2, 16), backbone.new_state(2, 16)
         backbone.prefill(embeds.flip(0), mask.flip(0), captured)  # another prompt was there before
         logits = backbone.prefill(embeds, mask, fresh)
-        copy_state(fresh, captured)
+        copy_state(backbone, fresh, captured)
         token = logits.argmax(-1)
         for _ in range(4):
             expected = backbone.step(token, fresh)
@@ -75,7 +76,7 @@ def test_prompts_prefilled_a_group_at_a_time_decode_like_the_batch_prefilled_at_
         for start, stop in ((0, 1), (1, 3)):
             group = backbone.new_state(stop - start, 16)
             backbone.prefill(embeds[start:stop], mask[start:stop], group)
-            copy_state(group, batch, start)
+            copy_state(backbone, group, batch, start)
         for _ in range(4):
             expected = backbone.step(token, whole)
             torch.testing.assert_close(backbone.step(token, batch), expected)

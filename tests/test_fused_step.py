@@ -10,7 +10,7 @@ import torch
 
 from qbench.backbones import build_backbone
 from qbench.backbones.mamba_step import TORCH_OPS, fused_step, layers_of
-from qbench.engine import greedy_decode
+from qbench.backbones.decode import greedy_decode
 from qbench.presets import get_preset
 
 PRESETS = ["tiny-cobra", "tiny-ml-mamba"]

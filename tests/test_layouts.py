@@ -63,7 +63,7 @@ def test_padding_does_not_change_an_answer():
     """A question decoded in a batch next to a longer one gives the logits and tokens it gives alone."""
     from PIL import Image
 
-    from qbench.engine import greedy_decode
+    from qbench.backbones.decode import greedy_decode
 
     image = load_image(Image.new("RGB", (64, 48), "green"))
     for preset in ("tiny-cobra", "tiny-ml-mamba", "tiny-llava"):

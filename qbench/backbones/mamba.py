@@ -6,19 +6,17 @@ import torch
 from torch import nn
 from transformers import DynamicCache, MambaConfig, MambaForCausalLM
 
-from qbench.backbones.base import Backbone, DecodeState
+from qbench.backbones.base import Backbone
 from qbench.backbones.fused import fused_available, fused_step, mamba_ssm_model
 from qbench.backbones.kernels import installed
 from qbench.backbones.mamba_step import TORCH_OPS, Layer, check_supported, layers_of
 from qbench.backbones.mamba_step import fused_step as qbench_step
-from qbench.spec import BackboneSpec
+from qbench.backbones.state import DecodeState
+from qbench.spec import TINY_VOCAB, BackboneSpec
 
 # How a decode step runs: qbench's fused step (Triton kernels, or the same math in PyTorch ops), mamba_ssm's step
 # over the same weights, or transformers' own.
 STEP_PATHS = ("qbench-triton", "qbench-torch", "mamba_ssm", "transformers")
-# The largest batch for which the fused Triton step is the default: above it Mamba-1's x_proj atomics and per-program
-# dt_proj tiles cost more than they save (measured on an H200, batch 64: 0.61x mamba_ssm's step), so mamba_ssm's serves.
-TRITON_BATCH_LIMIT = {"mamba": 16, "mamba2": None}
 
 
 class RecurrentBackbone(Backbone):
@@ -27,6 +25,14 @@ class RecurrentBackbone(Backbone):
     Prefill runs through transformers; decode steps run `step_path` over the same weights and state tensors: by
     default on a GPU qbench's fused Triton step (with triton; mamba_ssm's step without it), on a CPU transformers'.
     """
+
+    prompt = "zephyr"
+    tiny_tokenizer = "qbench-tiny-neox"
+    kernel_packages = ("mamba_ssm", "causal_conv1d")
+    recurrent_state = True
+    step_paths = STEP_PATHS
+    # The largest batch for which the fused Triton step is the default (None: any)
+    triton_batch_limit: int | None = None
 
     _fused: list[nn.Module]  # in a list, so the shared-weight model is not registered as a submodule
     _layers: list[Layer]  # the fused step's views of the weights
@@ -63,17 +69,17 @@ class RecurrentBackbone(Backbone):
         """The step path in use: `step_path` if set (checked), else the default for the device and batch size."""
         path = self.step_path
         if path is None:
-            limit = TRITON_BATCH_LIMIT[self.family]
+            limit = self.triton_batch_limit
             if (device.type == "cuda" and installed("triton") and supports_qbench_step(self.model)
                     and (limit is None or batch <= limit)):
                 return "qbench-triton"
-            return "mamba_ssm" if fused_available(self.family, device) else "transformers"
+            return "mamba_ssm" if fused_available(self.mamba_ssm_mixer, device) else "transformers"
         if path not in STEP_PATHS:
             raise ValueError(f"unknown step path {path!r}; choose from: {', '.join(STEP_PATHS)}")
         if path.startswith("qbench"):
             check_supported(self.model)
         if (path == "qbench-triton" and device.type != "cuda") or (path == "mamba_ssm" and not fused_available(
-                self.family, device)):
+                self.mamba_ssm_mixer, device)):
             raise ValueError(f"step path {path!r} needs a CUDA device{' and mamba_ssm' * (path == 'mamba_ssm')}")
         return path
 
@@ -92,7 +98,7 @@ class RecurrentBackbone(Backbone):
     def fused_model(self) -> nn.Module:
         """mamba_ssm's model sharing this backbone's parameters, made on first use."""
         if not getattr(self, "_fused", None):
-            self._fused = [mamba_ssm_model(self.family, self.model)]
+            self._fused = [mamba_ssm_model(self.mamba_ssm_mixer, self.model)]
         return self._fused[0]
 
     @property
@@ -112,8 +118,15 @@ def supports_qbench_step(model: nn.Module) -> bool:
 
 
 class MambaBackbone(RecurrentBackbone):
-    hf_class = MambaForCausalLM
-    family = "mamba"
+    """Mamba-1: a selective scan over a [D_inner, N] state per channel."""
+
+    kind = "mamba"
+    reference_class = MambaForCausalLM
+    tiny = BackboneSpec("mamba", 64, 2, TINY_VOCAB, {"state_size": 8, "expand": 2, "conv_kernel": 4})
+    mamba_ssm_mixer = "Mamba1"
+    # above batch 16 Mamba-1's x_proj atomics and per-program dt_proj tiles cost more than they save (measured on an
+    # H200, batch 64: 0.61x mamba_ssm's step), so mamba_ssm's step serves
+    triton_batch_limit = 16
 
     @classmethod
     def config(cls, spec: BackboneSpec) -> MambaConfig:

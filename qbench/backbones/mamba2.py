@@ -5,12 +5,16 @@ from __future__ import annotations
 from transformers import Mamba2Config, Mamba2ForCausalLM
 
 from qbench.backbones.mamba import RecurrentBackbone
-from qbench.spec import BackboneSpec
+from qbench.spec import TINY_VOCAB, BackboneSpec
 
 
 class Mamba2Backbone(RecurrentBackbone):
-    hf_class = Mamba2ForCausalLM
-    family = "mamba2"
+    """Mamba-2: a scalar decay per head over a [head_dim, N] state, scanned in chunks."""
+
+    kind = "mamba2"
+    reference_class = Mamba2ForCausalLM
+    tiny = BackboneSpec("mamba2", 64, 2, TINY_VOCAB, {"state_size": 16, "expand": 2, "head_dim": 16})
+    mamba_ssm_mixer = "Mamba2"
 
     @classmethod
     def config(cls, spec: BackboneSpec) -> Mamba2Config:

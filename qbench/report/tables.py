@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from qbench import compare
+from qbench.backbones import BACKBONES
 from qbench.presets import get_preset, preset_names
 from qbench.registry import UnknownName
 from qbench.report.collect import Results
@@ -92,13 +93,14 @@ def model_order(models: object) -> list[str]:
 
 
 def is_mamba(model: str, backbone: object) -> bool:
-    """Whether a model's LLM is a state-space model (mamba, mamba2), from the row or else from its preset."""
+    """Whether a model's LLM holds a state-space state (a Mamba or a hybrid backbone), from the row's backbone kind
+    or else from its preset."""
     if not isinstance(backbone, str):
         try:
             backbone = get_preset(model).backbone.kind
         except UnknownName:
             return False
-    return backbone.startswith("mamba")
+    return backbone in BACKBONES and BACKBONES[backbone].recurrent_state
 
 
 def sources_of(*frames: pd.DataFrame) -> list[str]:

@@ -23,7 +23,8 @@ from PIL import Image
 
 from qbench.engine.answering import STAGES, AnsweringEngine, AnsweringSettings, device_settings, image_key
 from qbench.folder import write_atomic
-from qbench.presets import TINY_TOKENIZERS, get_preset
+from qbench.backbones import BACKBONES
+from qbench.presets import get_preset
 from qbench.registry import Registry
 from qbench.speed.environment import device_slug, environment
 from qbench.tokenizers import CORPUS_WORDS, load_tokenizer
@@ -103,7 +104,7 @@ def random_model(model: str, device: str, dtype: torch.dtype) -> VLM:
     spec = get_preset(model)
     torch.manual_seed(0)
     vlm = build_vlm(spec, device=device, dtype=dtype, tokenizer=False).eval()
-    vlm.tokenizer = load_tokenizer(TINY_TOKENIZERS[spec.backbone.kind])
+    vlm.tokenizer = load_tokenizer(BACKBONES[spec.backbone.kind].tiny_tokenizer)
     return vlm
 
 
@@ -200,13 +201,13 @@ def measure(vlm: VLM, model: str, stream: str, config: WorkloadConfig) -> dict:
 def run_workload(config: WorkloadConfig, out_dir: Path | None, command: str, log=print) -> Path:
     """Every model on every stream; workload.json/csv in `out_dir` (default results/speed/<device>_<date>_answering/),
     rewritten after each row so that a run cut short keeps what it did."""
-    from qbench.speed.sweep import DTYPES
+    from qbench.inputs import resolve_dtype
 
     env = environment(torch.device(config.device))
     out_dir = out_dir or Path("results") / "speed" / f"{device_slug(env)}_{datetime.date.today().isoformat()}_answering"
     rows: list[dict] = []
     for model in config.models:
-        vlm = random_model(model, config.device, DTYPES[config.dtype])
+        vlm = random_model(model, config.device, resolve_dtype(config.dtype))
         for stream in config.streams:
             rows.append(measure(vlm, model, stream, config))
             row = rows[-1]

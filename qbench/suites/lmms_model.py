@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import os
 import time
 from typing import Any
 
@@ -30,7 +29,7 @@ from rich.progress import (
 )
 
 from qbench.engine.answering import AnsweringEngine, device_settings
-from qbench.inputs import check_device
+from qbench.inputs import process_rank, resolve_device
 from qbench.suites.journal import Journal
 from qbench.vision import load_image
 from qbench.vlm import VLM
@@ -39,22 +38,6 @@ from qbench.vlm import VLM
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError)
 ENGINES = ("answering", "plain")
 ENGINE_CHUNK = 1024  # requests the answering engine plans together (their images are held in memory meanwhile)
-
-
-def process_rank() -> tuple[int, int, int]:
-    """(rank, local rank, world size) as torchrun and accelerate set them."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """The device asked for; a bare `cuda` (or nothing, on a GPU machine) means this process's own GPU."""
-    _, local_rank, _ = process_rank()
-    chosen = check_device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if chosen.type == "cuda" and chosen.index is None:
-        chosen = torch.device("cuda", local_rank)
-    if chosen.type == "cuda":
-        torch.cuda.set_device(chosen)
-    return chosen
 
 
 def reference(doc: dict[str, Any]) -> Any:
@@ -97,7 +80,7 @@ class QBenchLMM(lmms):
         if vlm is None:
             from qbench.checkpoints import load_vlm
 
-            vlm = load_vlm(preset, checkpoint, pick_device(device), dtype, int(seed))
+            vlm = load_vlm(preset, checkpoint, resolve_device(device), dtype, int(seed))
         self._rank, _, self._world_size = process_rank()
         self.vlm = vlm
         self.batch_size = int(batch_size)

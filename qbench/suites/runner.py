@@ -35,11 +35,11 @@ import torch
 import torch.distributed as dist
 
 from qbench import stats
-from qbench.inputs import UserError, ensure_writable
+from qbench.inputs import UserError, ensure_writable, process_rank, resolve_device, resolve_dtype
 from qbench.fingerprint import fingerprint, weights_digest
 from qbench.folder import FolderBusy, FolderLock, write_atomic
 from qbench.suites import journal
-from qbench.suites.lmms_model import ENGINES, QBenchLMM, process_rank
+from qbench.suites.lmms_model import ENGINES, QBenchLMM
 from qbench.suites.registry import Suite, load_suite
 from qbench.suites.variants import Variant, parse_variants, prompt_variant
 from qbench.vlm import VLM
@@ -389,23 +389,21 @@ def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None
     """`qbench run`: check the device, weights, tokenizer and output folder, load the data (failing fast), then the
     model, then answer and score. Returns (summary on rank 0, else None; the run folder). Random weights are drawn with
     `seed`."""
-    from qbench.checkpoints import check_ready, load_vlm, model_spec, resolve_dtype
-    from qbench.suites.lmms_model import pick_device
+    from qbench.checkpoints import check_ready, load_vlm, resolve_source
 
     if engine not in ENGINES:
         raise UserError(f"unknown engine {engine!r}; choose from: {', '.join(ENGINES)}")
-    spec = model_spec(model)
-    chosen = pick_device(device)
+    source = resolve_source(model, checkpoint, seed)
+    chosen = resolve_device(device)
     precision = resolve_dtype(dtype, chosen)
-    check_ready(model, checkpoint)
+    check_ready(source)
     ensure_writable(output, "--output")
     init_distributed(chosen)
     prepared = prepare(suite, data_dir, variants, max_new_tokens)
-    vlm = load_vlm(model, checkpoint, chosen, precision, seed)
-    source = checkpoint or (model if Path(model).is_dir() else spec.weights)
+    vlm = load_vlm(source, device=chosen, dtype=precision)
     with prompted(vlm, prepared.variants):
-        return execute(vlm, spec.name, prepared, checkpoint_info(source, seed), output, limit, batch_size,
-                       max_new_tokens, engine)
+        return execute(vlm, source.spec.name, prepared, checkpoint_info(source.weights, seed), output, limit,
+                       batch_size, max_new_tokens, engine)
 
 
 def evaluate(vlm: VLM, suite: str = "mini", limit: int | None = None, output: str | Path = DEFAULT_OUTPUT,

@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from qbench.checkpoints.hub import WeightsNotFound
 from qbench.fingerprint import fingerprint
+from qbench.hub import WeightsNotFound
 from qbench.registry import UnknownName
 from qbench.suites.registry import GENERATED_ORG, ImageSource, Suite, SuiteTask
 from qbench.suites.variants import Variant, apply_variants
