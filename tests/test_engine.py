@@ -36,8 +36,9 @@ def test_eager_decode_matches_transformers_generate(preset):
     rows = range(1) if backbone.recurrent_state else range(2)  # transformers' Mamba generate ignores padding
     with torch.inference_mode():
         ours = greedy_decode(backbone, backbone.embed(ids[rows]), mask[rows], NEW_TOKENS)
-        theirs = backbone.model.generate(input_ids=ids[rows], attention_mask=mask[rows], max_new_tokens=NEW_TOKENS,
-                                         min_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=0)
+        theirs = backbone.reference().generate(input_ids=ids[rows], attention_mask=mask[rows],
+                                               max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
+                                               pad_token_id=0)
     assert ours.shape == (len(rows), NEW_TOKENS)
     assert torch.equal(ours, theirs[:, ids.shape[1]:])
 

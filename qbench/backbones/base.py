@@ -58,6 +58,10 @@ class Backbone(nn.Module, ABC):
             return "hybrid"
         return "recurrent" if cls.recurrent_state else "attention"
 
+    def reference(self) -> PreTrainedModel:
+        """transformers' model of the family over this backbone's weights: what the tests compare against."""
+        return self.model
+
     @property
     def hidden_size(self) -> int:
         return self.model.config.hidden_size
