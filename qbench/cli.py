@@ -160,6 +160,8 @@ def workload(
     workers: int = typer.Option(None, min=1, help="Engine: preprocessing threads."),
     device: str = typer.Option("auto", help="cuda, cpu, or auto (cuda when there is one)."),
     dtype: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
+    answer_tokens: int = typer.Option(None, min=1, help="Every answer this many tokens (as a random-weight run "
+                                      "answers: it never says EOS); default 1-3 tokens, 2% of 16, as VQA answers."),
     output: str = typer.Option(None, help="Folder for workload.json/csv (default "
                                           "results/speed/<device>_<date>_answering)."),
 ) -> None:
@@ -177,8 +179,8 @@ def workload(
         get_preset(name)  # an unknown name fails here, before anything is built
     given = {"batch": batch, "window": window, "encode_batch": encode_batch, "workers": workers}
     config = WorkloadConfig(models, split(stream), questions, plain_questions, plain_batch,
-                            {name: value for name, value in given.items() if value is not None}, str(resolve_device(device)),
-                            dtype)
+                            {name: value for name, value in given.items() if value is not None},
+                            str(resolve_device(device)), dtype, answer_tokens=answer_tokens)
     out = ensure_writable(output, "--output") if output else None
     folder = run_workload(config, out, config.command(output), lambda line: console.print(line, highlight=False))
     console.print(f"[green]wrote[/green] {folder / 'workload.json'} and workload.csv", highlight=False)

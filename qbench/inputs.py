@@ -56,6 +56,11 @@ def resolve_dtype(dtype: torch.dtype | str | None, device: str | torch.device = 
     return getattr(torch, DTYPES[dtype])
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """The short name of a torch dtype: bf16, fp16 or fp32."""
+    return {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}[str(dtype).removeprefix("torch.")]
+
+
 def process_rank() -> tuple[int, int, int]:
     """(rank, local rank, world size) as torchrun and accelerate set them."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))

@@ -114,6 +114,9 @@ def test_run_mini_writes_the_summary_and_one_scored_row_per_sample(data, tmp_pat
     assert summary["variants"] == {} and summary["samples_per_s"] > 0
     assert {"torch", "transformers", "lmms_eval", "datasets", "qbench", "python"} <= set(summary["versions"])
     assert summary["engine"] == "answering (eager decode)" and summary["batch_size"] >= 1
+    timing = summary["timing"]  # where the evaluation's time went: in the engine, reading, elsewhere
+    assert 0 < timing["engine_s"] < timing["wall_s"] and timing["reading_s"] > 0 and timing["waiting_for_data_s"] >= 0
+    assert timing["outside_engine_share"] == pytest.approx(1 - timing["engine_s"] / timing["wall_s"])
     assert set(summary["data"]) == set(MINI_TASKS)
     assert summary["qbench_commit"] is None or len(summary["qbench_commit"].split("+")[0]) == 40
     rows = read_rows(folder)
@@ -487,3 +490,11 @@ def test_llava_prompt_variant_puts_the_papers_vicuna_v1_system_prompt_first_and_
     assert result.exit_code == 0, result.output
     summary = json.loads((only_run(tmp_path) / "summary.json").read_text())
     assert summary["variants"] == {"llava_prompt": "vicuna_v1"} and summary["spec"]["prompt"] == "llava-vicuna-v1"
+
+
+def test_a_source_checkout_that_was_not_installed_records_qbench_s_own_version(monkeypatch):
+    import qbench
+    from qbench.suites import runner
+
+    monkeypatch.setattr(runner, "package_version", lambda name: None if name == "qbench" else "1.0")
+    assert runner.versions()["qbench"] == qbench.__version__

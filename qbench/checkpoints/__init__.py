@@ -8,7 +8,13 @@ import torch
 
 from qbench.checkpoints.base import CheckpointMismatch, open_safetensors
 from qbench.checkpoints.native import WEIGHTS_FILE, read_spec, save_native
-from qbench.checkpoints.source import FORMATS, LAYOUTS, NATIVE, ModelSource, resolve_source
+from qbench.checkpoints.source import (
+    FORMATS,
+    LAYOUTS,
+    NATIVE,
+    ModelSource,
+    resolve_source,
+)
 from qbench.hub import WeightsNotFound
 from qbench.inputs import DTYPES, resolve_dtype
 from qbench.spec import VLMSpec

@@ -34,6 +34,9 @@ from qbench.vision.transforms import ImageLike
 from qbench.vlm import VLM, until_eos
 
 STAGES = ("preprocess", "vision", "prefill", "question", "decode")  # where the time goes (seconds, wall clock)
+# the work each stage did: images encoded, prompt-prefix tokens prefilled, question tokens taken in, answer tokens
+# (the first comes with the question's logits, the others from decode steps)
+COUNTS = ("images", "prefix_tokens", "question_tokens", "answer_tokens")
 LENGTH_STEP = 64  # a batch's state holds prefix + longest question + new tokens, rounded up to this (fewer captures)
 
 
@@ -113,6 +116,7 @@ class AnsweringEngine:
         self.decoders: dict[int, EagerDecoder] = {}  # batch -> decoder over its own state
         self.banks: dict[int, DecodeState] = {}  # prefix length -> state of `window` rows
         self.seconds = dict.fromkeys(STAGES, 0.0)
+        self.counts = dict.fromkeys(COUNTS, 0)
 
     @property
     def name(self) -> str:
@@ -201,6 +205,8 @@ class AnsweringEngine:
                 rows = torch.arange(count, device=self.device)
                 load_rows(backbone, state, rows, bank, at=rows + offset)
             offset += count
+            self.counts["images"] += count
+            self.counts["prefix_tokens"] += count * prefix
         return bank
 
     def answer_batch(self, bank: DecodeState, rows: list[int], questions: list[list[int]], max_len: int,
@@ -222,7 +228,10 @@ class AnsweringEngine:
             finished = torch.arange(size, device=self.device) >= count
             ends = torch.tensor(limits + [1] * (size - count), device=self.device)
             out = greedy_from(decoder, logits, max(limits), self.vlm.eos_id, finished, ends)
-        return [until_eos(row[:limit], self.vlm.eos_id) for row, limit in zip(out.tolist(), limits)]
+        answers = [until_eos(row[:limit], self.vlm.eos_id) for row, limit in zip(out.tolist(), limits)]
+        self.counts["question_tokens"] += sum(map(len, questions))
+        self.counts["answer_tokens"] += sum(map(len, answers))
+        return answers
 
     def take_question(self, decoder: EagerDecoder, bank: DecodeState, sources: torch.Tensor, ids: torch.Tensor,
                       mask: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,21 @@ from qbench.engine import ENGINES
 from qbench.inputs import ensure_writable, resolve_dtype
 from qbench.presets import at_visual_tokens, get_preset
 from qbench.speed.environment import device_slug, environment
-from qbench.speed.largest_batch import BATCH_LIMIT, LARGEST, MEASURE_TOKENS, Search, largest_batch
-from qbench.speed.point import Point, measure_engine, measure_reference, peak_gib, reset_peak, warm_decoder
+from qbench.speed.largest_batch import (
+    BATCH_LIMIT,
+    LARGEST,
+    MEASURE_TOKENS,
+    Search,
+    largest_batch,
+)
+from qbench.speed.point import (
+    Point,
+    measure_engine,
+    measure_reference,
+    peak_gib,
+    reset_peak,
+    warm_decoder,
+)
 from qbench.speed.reference import REFERENCE_ENGINE
 from qbench.speed.results import SpeedResults
 from qbench.speed.roofline import copy_bandwidth_gbs, parameter_bytes, roofline

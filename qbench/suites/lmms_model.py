@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import itertools
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -88,6 +89,9 @@ class QBenchLMM(lmms):
         self.journal = journal if journal is not None else Journal()
         self.generated = 0  # samples answered by the model in this process (not taken from the journal)
         self.seconds = 0.0  # time spent answering them
+        # where that time went: in the engine, and waiting for the reader (documents and images, read in a thread
+        # while the engine answers the batch before); `reading` is the reader's own time, mostly overlapped
+        self.timing = dict.fromkeys(("engine", "waiting", "reading"), 0.0)
         self._raw_docs: dict[tuple[str, str], Any] = {}
         self.engine = engine
         self.answering = AnsweringEngine(vlm, device_settings(vlm, self.batch_size)) \
@@ -119,17 +123,22 @@ class QBenchLMM(lmms):
         todo = list({(r.args[4], r.args[3]): r for r in requests if self.journal.get(r.args[4], r.args[3]) is None}
                     .values())  # each sample once (lmms-eval pads ranks with repeats)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, disable=self._rank != 0) as progress:
+        batches = [batch for _, same_task in itertools.groupby(todo, key=lambda r: r.args[4])
+                   for batch in chunks(list(same_task), ENGINE_CHUNK if self.answering else self.batch_size)]
+        with Progress(*columns, disable=self._rank != 0) as progress, ThreadPoolExecutor(1) as reader:
             bar = progress.add_task("answering", total=len(todo))
-            for task_name, same_task in itertools.groupby(todo, key=lambda r: r.args[4]):
-                progress.update(bar, description=f"answering {task_name}")
-                for batch in chunks(list(same_task), ENGINE_CHUNK if self.answering else self.batch_size):
-                    self.journal.add(self.answer(batch))
-                    progress.advance(bar, len(batch))
+            reads = [reader.submit(self.read, batch) for batch in batches[:1]]
+            for index, batch in enumerate(batches):
+                progress.update(bar, description=f"answering {batch[0].args[4]}")
+                if index + 1 < len(batches):  # the next batch is read while the engine answers this one
+                    reads.append(reader.submit(self.read, batches[index + 1]))
+                self.journal.add(self.answer(batch, reads.pop(0)))
+                progress.advance(bar, len(batch))
         return [self.journal.get(r.args[4], r.args[3])["answer"] for r in requests]
 
-    def answer(self, batch: list) -> list[dict[str, Any]]:
-        """Journal rows for a batch of requests of one task; a sample whose image cannot be read gets an error."""
+    def read(self, batch: list) -> tuple[list[dict[str, Any]], list]:
+        """A batch's journal rows (answers still empty) and the images that could be read; a sample whose image
+        cannot be read gets an error."""
         started = time.perf_counter()
         rows, images = [], []
         for request in batch:
@@ -142,6 +151,15 @@ class QBenchLMM(lmms):
             except IMAGE_ERRORS as error:
                 row["error"] = f"{type(error).__name__}: {error}"
             rows.append(row)
+        self.timing["reading"] += time.perf_counter() - started
+        return rows, images
+
+    def answer(self, batch: list, read: Future) -> list[dict[str, Any]]:
+        """Journal rows for a batch of requests of one task, from its rows and images as `read` gives them."""
+        started = time.perf_counter()
+        rows, images = read.result()
+        engine_started = time.perf_counter()
+        self.timing["waiting"] += engine_started - started
         readable = [row for row in rows if row["error"] is None]
         if readable:
             kwargs = batch[0].args[1]
@@ -151,6 +169,7 @@ class QBenchLMM(lmms):
                                         int(kwargs.get("max_new_tokens") or self.max_new_tokens))
             for row, text in zip(readable, answers):
                 row["answer"] = cut(text, [until] if isinstance(until, str) else until)
+        self.timing["engine"] += time.perf_counter() - engine_started
         self.generated += len(batch)
         self.seconds += time.perf_counter() - started
         return rows

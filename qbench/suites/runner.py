@@ -23,11 +23,11 @@ import argparse
 import json
 import dataclasses
 import platform
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from qbench.folder import FolderBusy, FolderLock, write_atomic
 from qbench.suites import journal
 from qbench.suites.lmms_model import ENGINES, QBenchLMM
 from qbench.suites.registry import Suite, load_suite
+from qbench.speed.environment import package_version
 from qbench.suites.variants import Variant, parse_variants, prompt_variant
 from qbench.vlm import VLM
 
@@ -202,9 +203,12 @@ def checkpoint_info(source: str, seed: int | None = None) -> dict[str, Any]:
             "seed": seed if source == "random" else None}
 
 
-def versions() -> dict[str, str]:
-    found = {name: metadata.version(name) for name in ("torch", "transformers", "lmms_eval", "datasets", "qbench")}
-    return {**found, "python": platform.python_version()}
+def versions() -> dict[str, str | None]:
+    """The libraries' versions; qbench's from its source when it runs from a checkout that was not installed."""
+    import qbench
+
+    found = {name: package_version(name) for name in ("torch", "transformers", "lmms_eval", "datasets")}
+    return {**found, "qbench": package_version("qbench") or qbench.__version__, "python": platform.python_version()}
 
 
 def device_name(device: torch.device) -> str:
@@ -289,6 +293,14 @@ def work_done(lm: QBenchLMM) -> tuple[int, float]:
     return sum(n for n, _ in work), max(s for _, s in work)
 
 
+def timing(lm: QBenchLMM, wall: float) -> dict[str, float]:
+    """Where this process's evaluation time went: lmms-eval's whole evaluation (`wall_s`: loading documents, prompts,
+    answering, scoring), the engine answering, waiting for documents and images to be read (the rest of the reading
+    overlaps the engine), and the share of the wall time spent outside the engine."""
+    return {"wall_s": wall, "engine_s": lm.timing["engine"], "waiting_for_data_s": lm.timing["waiting"],
+            "reading_s": lm.timing["reading"], "outside_engine_share": 1 - lm.timing["engine"] / wall if wall else None}
+
+
 def summarize(vlm: VLM, prepared: Prepared, settings: dict[str, Any], results: dict[str, Any],
               rows: list[dict[str, Any]], work: tuple[int, float], batch_size: int, reused: int,
               started: str) -> dict[str, Any]:
@@ -362,6 +374,7 @@ def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any]
         lm = QBenchLMM(vlm=vlm, batch_size=batch_size, max_new_tokens=max_new_tokens,
                        journal=journal.Journal(folder, rank), engine=engine)
         reused = len(lm.journal.rows)
+        evaluating = time.perf_counter()
         try:
             results = answer_and_score(lm, prepared, limit, folder)
         except KeyboardInterrupt:
@@ -373,6 +386,7 @@ def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any]
             started = json.loads((folder / SETTINGS).read_text())["started"]
             summary = summarize(vlm, prepared, settings, results, rows, work, batch_size, reused, started)
             summary["engine"] = lm.engine_name
+            summary["timing"] = timing(lm, time.perf_counter() - evaluating)
             write_results(folder, summary, rows, results)
         barrier()
     finally:
