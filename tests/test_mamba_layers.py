@@ -56,14 +56,15 @@ def test_every_position_and_the_prompts_state_equal_transformers(preset):
             torch.testing.assert_close(got, want, **TOLERANCE)
 
 
+@pytest.mark.parametrize("pads", [[2, 4, 0], [0, 0, 0]])
 @pytest.mark.parametrize("preset", PRESETS)
-def test_a_question_continues_a_prefix_state_in_one_chunk(preset):
-    """Rows of an image's prefix state, each continued by a question of its own length (left-padded): as if each
-    prompt had been run whole, then one step on."""
+def test_a_question_continues_a_prefix_state_in_one_chunk(preset, pads):
+    """Rows of an image's prefix state, each continued by a question of its own length (left-padded) or all of one:
+    as if each prompt had been run whole, then one step on."""
     backbone = tiny_backbone(preset)
     theirs = backbone.reference()
     prefix, _ = left_padded(1, 6, [], seed=2)
-    questions, mask = left_padded(3, 5, [2, 4, 0], seed=3)
+    questions, mask = left_padded(3, 5, pads, seed=3)
     with torch.inference_mode():
         bank = backbone.new_state(1, 16)
         backbone.prefill(backbone.embed(prefix), torch.ones_like(prefix), bank)

@@ -26,17 +26,19 @@ class Mamba1Block(nn.Module):
         super().__init__()
         self.norm, self.mixer = norm, mixer
 
-    def mix(self, normed: torch.Tensor, mask: torch.Tensor, conv_state: torch.Tensor | None,
+    def mix(self, normed: torch.Tensor, mask: torch.Tensor | None, conv_state: torch.Tensor | None,
             ssm_state: torch.Tensor | None, ops: SimpleNamespace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The mixer on a normed chunk [B, L, D]: (output [B, L, D], new conv state, new SSM state in fp32)."""
+        """The mixer on a normed chunk [B, L, D]: (output [B, L, D], new conv state, new SSM state in fp32). Laid out
+        as mamba_ssm's Mamba does: channels first with the positions contiguous, as its scan reads them."""
         m = self.mixer
+        batch, length, _ = normed.shape
         rank, n = m.time_step_rank, m.ssm_state_size
-        x, z = F.linear(normed, m.in_proj.weight).transpose(1, 2).chunk(2, dim=1)  # [B, D_inner, L] each
+        x, z = channels_first(m.in_proj.weight @ normed.reshape(-1, normed.shape[-1]).t(), batch).chunk(2, dim=1)
         x, conv = ops.causal_conv(x, conv_state, m.conv1d.weight[:, 0], m.conv1d.bias, mask)
-        dt, b, c = F.linear(x.transpose(1, 2), m.x_proj.weight).split([rank, n, n], dim=-1)
-        dt = F.linear(dt, m.dt_proj.weight).transpose(1, 2)  # its bias goes with the softplus, in the scan
-        y, ssm = ops.selective_scan(x, dt, -torch.exp(m.A_log.float()), b.transpose(1, 2), c.transpose(1, 2), m.D, z,
-                                    m.dt_proj.bias, mask, ssm_state)
+        dt, b, c = F.linear(x.transpose(1, 2).reshape(batch * length, -1), m.x_proj.weight).split([rank, n, n], -1)
+        dt = channels_first(m.dt_proj.weight @ dt.t(), batch)  # its bias goes with the softplus, in the scan
+        b, c = (t.reshape(batch, length, n).transpose(1, 2).contiguous() for t in (b, c))
+        y, ssm = ops.selective_scan(x, dt, -torch.exp(m.A_log.float()), b, c, m.D, z, m.dt_proj.bias, mask, ssm_state)
         return F.linear(y.transpose(1, 2), m.out_proj.weight), conv, ssm
 
 
@@ -47,7 +49,7 @@ class Mamba2Block(nn.Module):
         super().__init__()
         self.norm, self.mixer = norm, mixer
 
-    def mix(self, normed: torch.Tensor, mask: torch.Tensor, conv_state: torch.Tensor | None,
+    def mix(self, normed: torch.Tensor, mask: torch.Tensor | None, conv_state: torch.Tensor | None,
             ssm_state: torch.Tensor | None, ops: SimpleNamespace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         m = self.mixer
         batch, length, _ = normed.shape
@@ -61,6 +63,11 @@ class Mamba2Block(nn.Module):
                                 m.chunk_size)
         y = ops.gated_norm(y.reshape(batch, length, inner), z, m.norm.weight, m.norm.variance_epsilon)
         return F.linear(y, m.out_proj.weight), conv, ssm
+
+
+def channels_first(projected: torch.Tensor, batch: int) -> torch.Tensor:
+    """A projection computed as [C, B * L] (weight @ tokens^T) seen as [B, C, L], positions contiguous."""
+    return projected.view(projected.shape[0], batch, -1).permute(1, 0, 2)
 
 
 class Stack(nn.Module):
@@ -103,6 +110,7 @@ class MambaLM(nn.Module):
         continuing `cache`'s states, which it updates in place; without a cache, from zero and nothing kept
         (training)."""
         hidden, residual = embeds, None
+        mask = None if bool(mask.all()) else mask  # no padding: nothing to mask (one host sync per chunk)
         for index, block in enumerate(self.backbone.layers):
             normed, residual = ops.add_norm(hidden, residual, block.norm.weight, block.norm.variance_epsilon)
             conv_state, ssm_state = (None, None) if fresh else layer_state(cache, index)

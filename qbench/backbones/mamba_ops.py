@@ -4,9 +4,9 @@ add + RMSNorm and gated RMSNorm, and qbench's Triton Mamba-1 scan from a given s
 the causal conv is PyTorch's grouped conv1d in both.
 
 Shapes: Mamba-1 channels-first, x, dt, z [B, D, L], B and C [B, N, L], its state [B, D, N]; Mamba-2 x [B, L, H, P],
-dt [B, L, H], B and C [B, L, G, N], its state [B, H, P, N]. `mask` [B, L] is 1 at real tokens, 0 at (left) padding:
-a padded position takes no input and leaves the state as it was (its dt is zero), so a chunk continues a state that a
-shorter prompt left. Scans return (y, final state); the state comes in (None: zero) and goes out in fp32.
+dt [B, L, H], B and C [B, L, G, N], its state [B, H, P, N]. `mask` [B, L] is 1 at real tokens, 0 at (left) padding
+(None: no padding): a padded position takes no input and leaves the state as it was (its dt is zero), so a chunk
+continues a state that a shorter prompt left. Scans return (y, final state); the state comes in (None: zero) and goes out in fp32.
 """
 
 from __future__ import annotations
@@ -33,28 +33,43 @@ def gated_norm(y: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, eps: floa
 
 
 def causal_conv(x: torch.Tensor, state: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor | None,
-                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Depthwise causal conv of a left-padded chunk x [B, C, L] continuing a conv state [B, C, W] (the last W inputs;
     None: zeros) placed right before each row's first real token; SiLU'd and zero at padding. Returns (out in x's
     dtype, the new state: the last W inputs of each row)."""
-    width, length = weight.shape[-1], x.shape[-1]
-    x = x * mask[:, None, :].to(x.dtype)
-    line = F.pad(x, (width, 0))  # slot k + j holds chunk position j
-    if state is not None:
-        starts = length - mask.sum(-1)  # each row's first real position in the chunk
-        at = (starts[:, None] + torch.arange(width, device=x.device))[:, None, :].expand(-1, x.shape[1], -1)
-        line = line.scatter(-1, at, state.to(line.dtype))
-    out = F.conv1d(line[..., 1:].to(weight.dtype), weight[:, None, :], bias, groups=x.shape[1])
-    return (F.silu(out) * mask[:, None, :].to(out.dtype)).to(x.dtype), line[..., length:]
+    width, length, channels = weight.shape[-1], x.shape[-1], x.shape[1]
+    if mask is not None:
+        x = x * mask[:, None, :].to(x.dtype)
+    if state is None:
+        out = F.conv1d(x.to(weight.dtype), weight[:, None, :], bias, padding=width - 1, groups=channels)[..., :length]
+        line = x if length >= width else F.pad(x, (width - length, 0))
+    else:
+        line = torch.cat([state.to(x.dtype), x], dim=-1) if mask is None else placed(x, state, mask)
+        out = F.conv1d(line[..., 1:].to(weight.dtype), weight[:, None, :], bias, groups=channels)
+    out = F.silu(out)
+    if mask is not None:
+        out = out * mask[:, None, :].to(out.dtype)
+    return out.to(x.dtype), line[..., -width:]
 
 
-def softplus_dt(dt: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def placed(x: torch.Tensor, state: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B, C, W + L]: the chunk x after W slots, each row's conv state written right before its first real token
+    (over zeros: the leading slots and the row's padding)."""
+    width, length = state.shape[-1], x.shape[-1]
+    line = F.pad(x, (width, 0))  # slot W + j holds chunk position j
+    starts = length - mask.sum(-1)  # each row's first real position in the chunk
+    at = (starts[:, None] + torch.arange(width, device=x.device))[:, None, :].expand(-1, x.shape[1], -1)
+    return line.scatter(-1, at, state.to(line.dtype))
+
+
+def softplus_dt(dt: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """softplus(dt + bias) in fp32 for dt [B, L, X], zero at padding (there the state neither decays nor takes input)."""
-    return F.softplus(dt.float() + bias.float()) * mask[..., None].to(torch.float32)
+    dt = F.softplus(dt.float() + bias.float())
+    return dt if mask is None else dt * mask[..., None].to(torch.float32)
 
 
 def selective_scan(x: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
-                   d: torch.Tensor, z: torch.Tensor, dt_bias: torch.Tensor, mask: torch.Tensor,
+                   d: torch.Tensor, z: torch.Tensor, dt_bias: torch.Tensor, mask: torch.Tensor | None,
                    state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mamba-1: per position, state := state * exp(dt A) + dt B x; y = state C + D x, times SiLU(z). dt [B, D, L] is
     dt_proj's output (before its bias and softplus). y in x's dtype [B, D, L]; the final state [B, D, N] in fp32."""
@@ -70,7 +85,7 @@ def selective_scan(x: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, b: torch.
 
 
 def chunk_scan(x: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor,
-               dt_bias: torch.Tensor, mask: torch.Tensor, state: torch.Tensor | None,
+               dt_bias: torch.Tensor, mask: torch.Tensor | None, state: torch.Tensor | None,
                chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mamba-2: per head, state [P, N] := state * exp(dt A) + dt x B^T; y = state C + D x (the chunked SSD scan's
     result, here one position at a time; `chunk` is the kernel's). y in x's dtype [B, L, H, P]; final state fp32."""
@@ -110,7 +125,7 @@ def kernel_gated_norm(y: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, ep
 
 
 def kernel_selective_scan(x: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
-                          d: torch.Tensor, z: torch.Tensor, dt_bias: torch.Tensor, mask: torch.Tensor,
+                          d: torch.Tensor, z: torch.Tensor, dt_bias: torch.Tensor, mask: torch.Tensor | None,
                           state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """From a zero state mamba_ssm's selective scan (with its backward; padding needs nothing there: x is zero and
     the state stays zero); from a given state qbench's Triton scan (inference)."""
@@ -126,7 +141,7 @@ def kernel_selective_scan(x: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, b:
 
 
 def kernel_chunk_scan(x: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
-                      d: torch.Tensor, dt_bias: torch.Tensor, mask: torch.Tensor, state: torch.Tensor | None,
+                      d: torch.Tensor, dt_bias: torch.Tensor, mask: torch.Tensor | None, state: torch.Tensor | None,
                       chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
     from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
 
