@@ -345,12 +345,18 @@ def compare(run_a: str = typer.Argument(..., help="Run folder A (results/runs/..
 @app.command()
 def run(
     model: str = typer.Option(..., help="A preset or alias (see `qbench models`), or a qbench checkpoint folder."),
-    suite: str = typer.Option(..., help="A suite in suites/: vqa, vqav2, gqa, vizwiz, textvqa, pope, lite, mini."),
+    suite: str = typer.Option(None, help="A suite in suites/ (vqa, vqav2, gqa, vizwiz, textvqa, pope, lite, mini) or "
+                              "the path of a suite YAML of your own."),
+    tasks: str = typer.Option(None, help="Instead of --suite: comma-separated tasks (or groups) that lmms-eval, "
+                              "qbench's suites or an --include-path define, e.g. mini_vqav2,pope_adv."),
+    include_path: list[str] = typer.Option([], help="A folder of task YAMLs of your own, in lmms-eval's format, "
+                                           "as `lmms-eval --include_path` takes it (repeatable)."),
     limit: int = typer.Option(None, min=1, help="At most this many samples per task."),
     checkpoint: str = typer.Option(None, help="Weights: a path, FORMAT:HUB_ID_OR_PATH or random (default: the "
                                    "preset's own)."),
-    data_dir: str = typer.Option("data", help="Local dataset copies in the hub layout, at DATA_DIR/<hub id>; the "
-                                 "mini suite's are generated at DATA_DIR/mini on first use."),
+    data_dir: str = typer.Option("data", envvar="QBENCH_DATA_DIR", help="Local dataset copies in the hub layout, "
+                                 "at DATA_DIR/<hub id>; the mini suite's are generated at DATA_DIR/mini on first "
+                                 "use."),
     output: str = typer.Option("results/runs", help="Writes OUTPUT/<model>__<suite>__<time>/; an unfinished run "
                                "with the same settings there is resumed."),
     device: str = typer.Option(None, help="cuda, cuda:N or cpu (default: this process's GPU, else the CPU)."),
@@ -365,7 +371,8 @@ def run(
     engine: str = typer.Option("answering", help="answering (each image's prefix encoded and prefilled once for all "
                                "its questions) or plain (VLM.generate per batch); the answers are the same."),
 ) -> None:
-    """Evaluate a model on a suite through lmms-eval: summary.json and samples.jsonl in a new run folder."""
+    """Evaluate a model on a suite or on tasks through lmms-eval: summary.json and samples.jsonl in a new run
+    folder."""
     import os
 
     os.environ.setdefault("LOGURU_LEVEL", "WARNING")  # lmms-eval's debug lines
@@ -376,7 +383,8 @@ def run(
 
     try:
         summary, folder = run_suite(model, suite, limit, checkpoint, data_dir, output, device, dtype, batch_size,
-                                    variant, seed=seed, engine=engine)
+                                    variant, seed=seed, engine=engine, tasks=split(tasks or ""),
+                                    include_paths=include_path)
     except FolderBusy as error:
         fail(f"{error}. Wait for it to finish, or give another --output to run the same again separately")
     except RunInterrupted as stop:
