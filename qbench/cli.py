@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
@@ -47,11 +48,17 @@ def fail(message: str) -> None:
 
 
 @app.command()
-def models(as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table.")) -> None:
-    """List the model presets with their parameter counts (built on the meta device: no memory used)."""
+def models(as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+           hub: str = typer.Option(None, metavar="MODEL", help="List every hub repository MODEL (a preset, alias or "
+                                   "qbench checkpoint folder) reads, with the `hf download` line of each and where "
+                                   "$QBENCH_HUB_DIR expects it.")) -> None:
+    """List the model presets: aliases, parts, visual tokens, parameter counts (built on the meta device: no memory
+    used) and where their weights come from."""
     from qbench.presets import ALIASES, get_preset, preset_names
     from qbench.vlm import build_vlm
 
+    if hub is not None:
+        return hub_repos(hub, as_json)
     rows = []
     for name in preset_names():
         spec = get_preset(name)
@@ -63,16 +70,48 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print a JSON list
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="qbench model presets (parameters)")
-    table.add_column("preset", no_wrap=True)
-    table.add_column("projector", no_wrap=True)
-    table.add_column("LLM")
-    for column in ("tokens", "vision", "proj.", "LLM", "total"):
-        table.add_column(column, justify="right")
+    table = Table(title="qbench model presets: visual tokens, parameters, weights", box=box.SIMPLE_HEAD,
+                  padding=(0, 0), show_edge=False, caption="`qbench models --hub PRESET`: the hub repositories it "
+                  "reads")
+    for column in ("preset", "alias", "projector", "backbone", "tokens", "vision", "proj.", "LLM", "total",
+                   "weights"):
+        table.add_column(column, no_wrap=True, justify="right" if column in PARAMETER_COLUMNS else "left")
     for row in rows:
-        table.add_row(row["name"], row["projector"], row["backbone"], str(row["visual_tokens"]),
-                      *(human(row[k]) for k in ("vision_params", "projector_params", "llm_params", "total_params")))
+        table.add_row(row["name"], ", ".join(row["aliases"]), row["projector"], row["backbone"],
+                      str(row["visual_tokens"]), *(human(row[k]) for k in ("vision_params", "projector_params",
+                                                                            "llm_params", "total_params")),
+                      row["weights"].partition(":")[2] or row["weights"])
     console.print(table)
+
+
+PARAMETER_COLUMNS = {"tokens", "vision", "proj.", "LLM", "total"}
+
+
+def hub_repos(model: str, as_json: bool) -> None:
+    """`qbench models --hub MODEL`: the repositories loading MODEL reads, whether each is here, how to fetch it."""
+    import os
+
+    from qbench.checkpoints import resolve_source
+    from qbench.checkpoints.repos import HUB_DIR_ENV, needed_repos
+
+    source = resolve_source(model)
+    spec, repos = source.spec, needed_repos(source)
+    found = {repo.repo_id: repo.found() for repo in repos}
+    if as_json:
+        print(json.dumps([{"repo_id": r.repo_id, "roles": list(r.roles), "files": list(r.files), "found": found[r.repo_id],
+                           "local_dir": r.local_dir(), "download": r.download()} for r in repos], indent=2))
+        return
+    if not repos:
+        console.print(f"{spec.name} reads nothing from the hub: its weights and tokenizer are local, built in or "
+                      "random", highlight=False)
+        return
+    root = os.environ.get(HUB_DIR_ENV)
+    console.print(f"{spec.name} reads {len(repos)} hub repositories; {HUB_DIR_ENV}="
+                  f"{root or '(unset: set it to the folder that holds them)'}", highlight=False, soft_wrap=True)
+    for repo in repos:
+        state = f"[green]found[/green] {found[repo.repo_id]}" if found[repo.repo_id] else "[red]missing[/red]"
+        console.print(f"{repo.role}: {repo.repo_id} ({state})", highlight=False, soft_wrap=True)
+        console.print(f"  {repo.download()}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()

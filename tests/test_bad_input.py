@@ -197,6 +197,8 @@ def test_a_planted_pickle_in_a_published_checkpoint_does_not_run(tmp_path, marke
                                                                  layout):
     monkeypatch.setenv("QBENCH_HUB_DIR", str(tmp_path / "hub"))  # the full preset's tokenizer, made here
     builtin_tokenizer("qbench-tiny-neox").save_pretrained(tmp_path / "hub" / get_preset(full).tokenizer)
+    for tower in get_preset(full).vision.weights.values():  # looked for only: the pickle is refused before they are read
+        (tmp_path / "hub" / tower).mkdir(parents=True)
     planted = tmp_path / "repo" / layout
     planted.parent.mkdir(parents=True)
     torch.save({"model": {"projector": Payload(marker)}}, planted)
@@ -221,3 +223,51 @@ def test_a_missing_tokenizer_is_named_before_data_or_a_model_is_made(command, tm
     refused(qbench_cli(*(arg.format(tmp=tmp_path) for arg in command)),
             "cannot find tokenizer 'xiuyul/mamba-2.8b-zephyr'", "hf download xiuyul/mamba-2.8b-zephyr")
     assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch) -> Path:
+    """No hub cache and no $QBENCH_HUB_DIR yet (the hub is offline in the tests): nothing is on this machine."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("QBENCH_HUB_DIR", raising=False)
+    return tmp_path / "hub"
+
+
+COBRA_REPOS = {"checkpoint": "han1997/cobra", "vision tower dinov2": "facebook/dinov2-with-registers-large",
+               "vision tower siglip": "google/siglip-so400m-patch14-384", "tokenizer": "xiuyul/mamba-2.8b-zephyr"}
+
+
+def test_every_missing_repository_is_named_at_once_with_its_download_line(empty_hub, tmp_path, monkeypatch):
+    run = ["run", "--model", "cobra", "--suite", "mini", "--data-dir", tmp_path / "data", "--output", tmp_path / "out"]
+    line = refused(qbench_cli(*run), "cobra-3b needs 4 hub repositories", "`qbench models --hub cobra-3b` lists them")
+    for role, repo in COBRA_REPOS.items():
+        assert f"{role} {repo}" in line and f"hf download {repo} " in line
+        assert f"--local-dir $QBENCH_HUB_DIR/{repo}`" in line
+    assert "--include cobra+3b/config.json --include cobra+3b/checkpoints/latest-checkpoint.pt" in line
+    tokenizer = empty_hub / COBRA_REPOS["tokenizer"]  # one copied where QBENCH_HUB_DIR says: three left
+    tokenizer.mkdir(parents=True)
+    (tokenizer / "tokenizer.json").write_text("{}")  # only looked for here: read when a model is built
+    monkeypatch.setenv("QBENCH_HUB_DIR", str(empty_hub))
+    line = refused(qbench_cli(*run), "cobra-3b needs 3 hub repositories", f"--local-dir {empty_hub}/han1997/cobra`")
+    assert COBRA_REPOS["tokenizer"] not in line
+    assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
+
+
+def test_models_hub_lists_what_a_preset_reads_where_it_goes_and_whether_it_is_here(empty_hub, monkeypatch):
+    (empty_hub / COBRA_REPOS["tokenizer"]).mkdir(parents=True)
+    monkeypatch.setenv("QBENCH_HUB_DIR", str(empty_hub))
+    result = qbench_cli("models", "--hub", "cobra", "--json")
+    assert result.exit_code == 0, result.output
+    listed = {tuple(repo["roles"]): repo for repo in json.loads(result.output)}
+    assert {roles[0]: repo["repo_id"] for roles, repo in listed.items()} == COBRA_REPOS
+    for repo in listed.values():
+        assert repo["local_dir"] == str(empty_hub / repo["repo_id"])
+        assert repo["download"].startswith(f"hf download {repo['repo_id']} ")
+        assert repo["download"].endswith(f"--local-dir {empty_hub / repo['repo_id']}")
+        assert repo["found"] == (str(empty_hub / repo["repo_id"]) if repo["roles"] == ["tokenizer"] else None)
+    text = qbench_cli("models", "--hub", "llava")
+    assert text.exit_code == 0 and "checkpoint + tokenizer: llava-hf/llava-1.5-7b-hf (missing)" in text.output
+    assert "reads nothing from the hub" in qbench_cli("models", "--hub", "tiny-cobra").output
+    refused(qbench_cli("models", "--hub", "kobra"), "unknown model 'kobra'")
