@@ -25,14 +25,18 @@ def qbench_cli(*args: str):
     return CliRunner().invoke(app, [str(arg) for arg in args])
 
 
+STEPS = ("building ", "timing ", "loading ", "writing ")  # what a command says as a long step starts
+
+
 def refused(result, *phrases: str) -> str:
-    """The one error line of a refused command, checked for each phrase."""
+    """The one error line of a refused command, checked for each phrase; before it, at most the lines that said
+    which long step had started (the mistake showed only once the step read the file)."""
     assert result.exit_code == 2, (result.output, result.exception)
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    *steps, error = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert error.startswith("error: ") and all(line.startswith(STEPS) for line in steps), result.output
     for phrase in phrases:
-        assert phrase in lines[0], lines[0]
-    return lines[0]
+        assert phrase in error, error
+    return error
 
 
 class Payload:
@@ -89,7 +93,7 @@ def test_speed_refuses_token_counts_that_are_not_whole_numbers_of_one_or_more(to
 @pytest.mark.parametrize("command", [["run", "--model", "tiny-cobra", "--suite", "mini"], SPEED, TRAIN])
 def test_a_device_this_machine_lacks_is_refused(command, tmp_path):
     out = tmp_path / "out"
-    refused(qbench_cli(*command, "--device", missing_gpu(), "--output" if command[0] != "train" else "--out", out),
+    refused(qbench_cli(*command, "--device", missing_gpu(), "--output", out),
             f"--device {missing_gpu()}")
     assert not out.exists()  # refused before anything was written, trained or measured
 
@@ -110,8 +114,8 @@ def test_debug_shows_the_traceback_instead():
 def test_train_into_a_folder_it_cannot_write_stops_before_the_first_step(tmp_path, llava_data):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    refused(qbench_cli(*TRAIN, *llava_data, "--out", blocker / "run"), f"--out {blocker / 'run'}: cannot write there",
-            "Not a directory")
+    refused(qbench_cli(*TRAIN, *llava_data, "--output", blocker / "run"),
+            f"--output {blocker / 'run'}: cannot write there", "Not a directory")
     refused(qbench_cli("run", "--model", "tiny-cobra", "--suite", "mini", "--output", blocker / "runs"),
             "--output", "cannot write there")
 
@@ -119,7 +123,7 @@ def test_train_into_a_folder_it_cannot_write_stops_before_the_first_step(tmp_pat
 @pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs /sys, which no one (not even root) may write into")
 def test_train_into_a_folder_refusing_writes_stops_before_the_first_step(llava_data):
     """A real probe file is written: chmod does not stop root (the tests run as root here), /sys does."""
-    refused(qbench_cli(*TRAIN, *llava_data, "--out", "/sys"), "--out /sys: cannot write there",
+    refused(qbench_cli(*TRAIN, *llava_data, "--output", "/sys"), "--output /sys: cannot write there",
             "choose a folder you can write to")
 
 
@@ -184,7 +188,7 @@ def test_a_planted_pickle_in_the_trainers_resume_state_does_not_run(tmp_path, ll
         torch.save(state, resume / "trainer.pt")
     else:
         (resume / "trainer.pt").write_bytes(pickle.dumps(state, protocol=2))
-    refused(qbench_cli(*TRAIN, *llava_data, "--out", tmp_path / "run", "--device", "cpu"),
+    refused(qbench_cli(*TRAIN, *llava_data, "--output", tmp_path / "run", "--device", "cpu"),
             f"{resume / 'trainer.pt'} holds Python objects besides tensors", "never unpickles",
             f"delete {resume} to start this training afresh")
 
@@ -205,7 +209,7 @@ def test_a_planted_pickle_in_a_published_checkpoint_does_not_run(tmp_path, marke
     # the format named, or the path alone (read as the full preset's published format, recognised first)
     for model, source in ((tiny, f"{fmt}:{tmp_path / 'repo'}"), (full, str(planted))):
         refused(qbench_cli(*SPEED[:2], model, *SPEED[3:], "--checkpoint", source, "--device", "cpu",
-                           "--output", tmp_path / "speed"),
+                           "--allow-slow", "--output", tmp_path / "speed"),  # a full preset: its .pt is refused
                 f"{planted} holds Python objects besides tensors and plain data (io.open)", "never unpickles",
                 "published checkpoint again")
 
@@ -213,7 +217,7 @@ def test_a_planted_pickle_in_a_published_checkpoint_does_not_run(tmp_path, marke
 # --- what is missing is found before the expensive work ---------------------------------------------------------
 @pytest.mark.parametrize("command", [
     ["run", "--model", "q-mamba", "--suite", "mini", "--data-dir", "{tmp}/data", "--output", "{tmp}/out"],
-    ["train", "--model", "q-mamba", "--steps", "2", "--out", "{tmp}/out"],
+    ["train", "--model", "q-mamba", "--steps", "2", "--output", "{tmp}/out"],
 ])
 def test_a_missing_tokenizer_is_named_before_data_or_a_model_is_made(command, tmp_path, monkeypatch):
     from huggingface_hub import constants

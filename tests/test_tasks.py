@@ -75,12 +75,14 @@ def only_run(output: Path) -> Path:
 
 
 def refused(result, *phrases: str) -> str:
+    """The one error line of a refused command (after the line saying its data had started loading, if it had)."""
     assert result.exit_code == 2, (result.output, result.exception)
-    line = " ".join(result.output.split())
-    assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1, result.output
+    *steps, error = result.output.strip().splitlines()
+    assert error.startswith("error: ") and all(line.startswith("loading the data of") for line in steps), \
+        result.output
     for phrase in phrases:
-        assert phrase in line, line
-    return line
+        assert phrase in error, error
+    return error
 
 
 def normalised(text: str) -> str:
