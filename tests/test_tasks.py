@@ -127,6 +127,28 @@ def test_the_data_of_a_task_of_ones_own_is_part_of_a_runs_identity(tmp_path):
         f"{after['my_vqa']['fingerprint'][:12]})"]
 
 
+def test_an_interrupted_run_of_a_task_of_ones_own_resumes_where_it_stopped(task_folder, tmp_path, monkeypatch):
+    from qbench.suites.lmms_model import QBenchLMM
+
+    answered, answer = [], QBenchLMM.answer
+
+    def stopping(self, batch):
+        if len(answered) == 2:
+            raise KeyboardInterrupt
+        answered.append(len(batch))
+        return answer(self, batch)
+
+    monkeypatch.setattr(QBenchLMM, "answer", stopping)
+    run = {"tasks": ["my_vqa"], "include_paths": [task_folder.parent], "output": tmp_path, "device": "cpu",
+           "data_dir": tmp_path / "data", "batch_size": 1, "engine": "plain"}
+    with pytest.raises(runner.RunInterrupted):
+        runner.run(TINY_LLAVA, None, **run)
+    monkeypatch.setattr(QBenchLMM, "answer", answer)
+    summary, folder = runner.run(TINY_LLAVA, None, **run)  # the same request: the same folder, resumed
+    assert only_run(tmp_path) == folder and summary["resumed_samples"] == 2
+    assert summary["n_samples"] == {"my_vqa": len(SHAPES) + 1} and summary["errors"] == 0
+
+
 def test_a_suite_file_of_ones_own_runs_its_groups_and_qbenchs_tasks(task_folder, data, tmp_path):
     (task_folder.parent / "groups").mkdir(exist_ok=True)
     (task_folder.parent / "groups" / "my_group.yaml").write_text("group: my_group\ntask:\n  - my_vqa\n")
