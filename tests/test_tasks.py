@@ -132,11 +132,11 @@ def test_an_interrupted_run_of_a_task_of_ones_own_resumes_where_it_stopped(task_
 
     answered, answer = [], QBenchLMM.answer
 
-    def stopping(self, batch):
+    def stopping(self, batch, *args, **kwargs):
         if len(answered) == 2:
             raise KeyboardInterrupt
         answered.append(len(batch))
-        return answer(self, batch)
+        return answer(self, batch, *args, **kwargs)
 
     monkeypatch.setattr(QBenchLMM, "answer", stopping)
     run = {"tasks": ["my_vqa"], "include_paths": [task_folder.parent], "output": tmp_path, "device": "cpu",
