@@ -31,7 +31,7 @@ for preset in $PRESETS; do
   for sharding in $SHARDINGS; do
     run=$preset-$sharding && started=$(date +%s)
     timeout "$RUN_LIMIT" python3 -m accelerate.commands.launch --multi_gpu --num_processes "$GPUS" --num_machines 1 \
-      --mixed_precision bf16 --dynamo_backend no -m qbench.cli train --model "$preset" --out "$RUNS/$run" \
+      --mixed_precision bf16 --dynamo_backend no -m qbench.cli train --model "$preset" --output "$RUNS/$run" \
       --sharding "$sharding" $TRAIN > "$LOGS/$run.log" 2>&1
     echo "$run: exit $? in $(( $(date +%s) - started )) s" | tee -a "$LOGS/times.txt"
     cp "$RUNS/$run/train.json" "$LOGS/$run.json"  # what results/train/<folder>/ and the report take

@@ -30,7 +30,7 @@ timed() {
   local status=$?
   echo "[$(( $(date +%s) - started )) s, exit $status]"
 }
-timed $SPEED --model "$MODELS" --images "$IMAGES" --batch 1
-timed $SPEED --model "$SEARCH_MODELS" --images "$SEARCH_IMAGES" --batch max --batch-limit "$BATCH_LIMIT" \
+timed $SPEED --model "$MODELS" --images "$IMAGES" --batch-size 1
+timed $SPEED --model "$SEARCH_MODELS" --images "$SEARCH_IMAGES" --batch-size max --batch-limit "$BATCH_LIMIT" \
   --measure-tokens "$MEASURE_TOKENS"
-timed $SPEED --model "$RESOLUTION_MODELS" --tokens "$RESOLUTION_TOKENS" --batch 1
+timed $SPEED --model "$RESOLUTION_MODELS" --tokens "$RESOLUTION_TOKENS" --batch-size 1

@@ -365,7 +365,9 @@ def mini_examples(count: int, seed: int = 0) -> list[Example]:
     training seed)."""
     from qbench.suites.mini import train_records
     from qbench.train import as_examples
+    from qbench.verbosity import step
 
+    step(f"making the mini train split: {count} questions per dataset")
     return as_examples(train_records(seed=seed, count=count))
 
 

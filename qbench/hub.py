@@ -7,13 +7,15 @@ from pathlib import Path
 
 from qbench.inputs import UserError
 
+HUB_DIR_ENV = "QBENCH_HUB_DIR"  # a local mirror of the hub: $QBENCH_HUB_DIR/<org>/<name>
+
 
 class WeightsNotFound(FileNotFoundError, UserError):
     """Weights, a tokenizer or data that is neither local nor reachable; the message says how to fix it."""
 
 
 def mirror_path(repo_id: str) -> Path | None:
-    root = os.environ.get("QBENCH_HUB_DIR")
+    root = os.environ.get(HUB_DIR_ENV)
     return Path(root) / repo_id if root else None
 
 

@@ -61,12 +61,6 @@ def tokenizer_files(source: str) -> str:
     return resolve_repo(source, what="tokenizer", files=TOKENIZER_FILES)
 
 
-def check_tokenizer(source: str) -> None:
-    """Fail before a model is built when its tokenizer is not here."""
-    if source not in BUILTIN_SPECIALS:
-        tokenizer_files(source)
-
-
 def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
     """A built-in tokenizer by name, or transformers' AutoTokenizer from a hub id or local path."""
     if source in BUILTIN_SPECIALS:

@@ -75,7 +75,7 @@ def test_a_second_sweep_into_the_same_folder_keeps_what_was_measured(tmp_path):
     assert result.exit_code == 0, result.output
     assert second["rows"][0] == first["rows"][0]  # kept, not measured again
     assert [row["batch"] for row in second["rows"]] == [1, 2]
-    assert len(second["commands"]) == 2 and "--batch 1,2" in second["commands"][1]
+    assert len(second["commands"]) == 2 and "--batch-size 1,2" in second["commands"][1]
 
 
 def test_a_point_asked_with_other_repeats_is_measured_again_and_its_row_replaced(tmp_path):

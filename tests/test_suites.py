@@ -5,6 +5,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import datasets
@@ -19,7 +21,7 @@ from qbench.checkpoints import save_native
 from qbench.cli import app
 from qbench.engine.answering import AnsweringEngine
 from qbench.fingerprint import fingerprint, weights_digest
-from qbench.folder import FolderBusy
+from qbench.folder import FolderBusy, FolderLock
 from qbench import stats
 from qbench.presets import get_preset
 from qbench.suites import mini, runner
@@ -124,7 +126,11 @@ def test_run_mini_writes_the_summary_and_one_scored_row_per_sample(data, tmp_pat
     assert all(sorted(r) == sorted(ROW_KEYS) and 0 <= r["score"] <= 1 and r["error"] is None for r in rows)
     assert rows[0]["prompt"].endswith("\nAnswer the question using a single word or phrase.")
     assert not list(folder.glob("progress-*.jsonl"))
-    table = pd.read_json(folder / "samples.jsonl", lines=True, dtype={"question_id": str})  # as the README loads it
+    top = {"summary.json", "samples.jsonl", "lmms_eval_results.json", "run.json", runner.LMMS_EVAL_FILES}
+    assert {path.name for path in folder.iterdir()} == top, "no lock file, lmms-eval's own files in a subfolder"
+    assert list((folder / runner.LMMS_EVAL_FILES / "submissions").glob("textvqa_submission_*.json"))
+    assert not list(tmp_path.glob(".lock"))
+    table = pd.read_json(folder / "samples.jsonl", lines=True, dtype={"question_id": str})  # as docs/results.md loads it
     assert table["target"].map(type).eq(list).all() and table["question_id"].map(type).eq(str).all()
     assert table.groupby("task", sort=False)["metric"].unique().map(list).to_dict() == {
         task: ["pope_accuracy" if "pope" in task else "exact_match"] for task in MINI_TASKS}
@@ -356,6 +362,22 @@ def test_two_runs_started_together_never_share_a_folder(tmp_path):
     again, lock = runner.claim_folder(tmp_path, request, identity)
     lock.release()
     assert again == first and [p for p in tmp_path.iterdir() if p.is_dir()] == [first]
+
+
+def test_a_lock_file_is_gone_once_released_and_a_waiter_locks_the_path_afresh(tmp_path):
+    first = FolderLock(tmp_path)
+    locked = []
+    waiter = threading.Thread(target=lambda: locked.append(FolderLock(tmp_path, wait=True)))
+    waiter.start()
+    time.sleep(0.2)  # the waiter has opened the lock file and waits on it
+    first.release()  # removes the file the waiter waits on
+    waiter.join(timeout=10)
+    (second,) = locked
+    assert (tmp_path / ".lock").is_file()
+    with pytest.raises(FolderBusy):  # the waiter holds the file now at the path, not the removed one
+        FolderLock(tmp_path)
+    second.release()
+    assert not (tmp_path / ".lock").exists()
 
 
 def test_a_resume_on_changed_data_is_refused_saying_what_changed(data, tmp_path, monkeypatch):

@@ -15,10 +15,10 @@ from qbench.checkpoints.source import (
     ModelSource,
     resolve_source,
 )
+from qbench.checkpoints.repos import needed_repos, require
 from qbench.hub import WeightsNotFound
 from qbench.inputs import DTYPES, resolve_dtype
 from qbench.spec import VLMSpec
-from qbench.tokenizers import check_tokenizer
 from qbench.vlm import VLM
 
 
@@ -29,13 +29,14 @@ def model_spec(model: str) -> VLMSpec:
 
 def check_ready(source: ModelSource) -> None:
     """Fail before data is loaded or a model built when what `load_vlm(source)` reads is missing or damaged, as far
-    as a cheap look tells: a qbench folder's safetensors header, the tokenizer. The loaders check keys and shapes
-    later."""
+    as a cheap look tells: a qbench folder's safetensors header, and every hub repository it reads (checkpoint, vision
+    towers, tokenizer: fetched where the hub answers, all that cannot be had named at once). The loaders check keys
+    and shapes later."""
     if source.format == NATIVE:
         read_spec(source.location)  # a folder without its spec.json is named first
         with open_safetensors(Path(source.location) / WEIGHTS_FILE):
             pass
-    check_tokenizer(source.tokenizer)
+    require(source.spec.name, needed_repos(source))
 
 
 def load_vlm(model: str | ModelSource, checkpoint: str | None = None, device: str | torch.device = "cpu",

@@ -37,6 +37,7 @@ from qbench.speed.point import (
 from qbench.speed.reference import REFERENCE_ENGINE
 from qbench.speed.results import SpeedResults
 from qbench.speed.roofline import copy_bandwidth_gbs, parameter_bytes, roofline
+from qbench.verbosity import step
 from qbench.vlm import VLM, visual_tokens_of
 
 SWEEP_ENGINES = [*ENGINES.names(), REFERENCE_ENGINE]
@@ -97,7 +98,7 @@ class SweepConfig:
 
         tokens = ",".join(str(t) for t in self.tokens if t is not None)
         args = ["--model", ",".join(self.models), *(["--tokens", tokens] if tokens else []),
-                "--images", ",".join(map(str, self.images)), "--batch", ",".join(map(str, self.batches)),
+                "--images", ",".join(map(str, self.images)), "--batch-size", ",".join(map(str, self.batches)),
                 *(["--batch-limit", str(self.batch_limit), "--measure-tokens", str(self.measure_tokens)]
                   if LARGEST in self.batches else []),
                 "--engine", ",".join(self.engines),
@@ -199,8 +200,13 @@ def run_sweep(config: SweepConfig, out_dir: Path | None, command: str,
         if built is None or built[0] != (model, tokens):
             vlm = built = None  # the last model's memory is freed before the next is built and measured
             free_memory()
+            step(f"building {row['model']} at {row['visual_tokens']} visual tokens "
+                 f"({config.checkpoint or 'random weights'}, {config.dtype} on {config.device})")
             built = ((model, tokens), safely(functools.partial(build, config, model, tokens)))
         vlm = built[1]
+        if not isinstance(vlm, BaseException):
+            step(f"timing {row['model']} batch {row['batch']} {point.engine}: a warm-up and {point.repeats} "
+                 f"repeat(s) of {point.new_tokens} new tokens")
         if isinstance(vlm, BaseException):
             row |= failed(vlm) | ({} if point.batch else {"batch": 1, "batch_search": "largest", "largest_batch": 0})
         elif point.batch:

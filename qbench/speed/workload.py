@@ -188,9 +188,11 @@ class WorkloadConfig:
         """The `qbench workload` command line that runs this, every setting spelled out."""
         import shlex
 
-        settings = [arg for name, value in self.settings.items() for arg in (f"--{name.replace('_', '-')}", str(value))]
+        options = {"batch": "--batch-size", "encode_batch": "--encode-batch-size"}  # the rest: the setting's name
+        settings = [arg for name, value in self.settings.items()
+                    for arg in (options.get(name, f"--{name.replace('_', '-')}"), str(value))]
         args = ["--model", ",".join(self.models), "--stream", ",".join(self.streams), "--questions",
-                str(self.questions), "--plain-questions", str(self.plain_questions), "--plain-batch",
+                str(self.questions), "--plain-questions", str(self.plain_questions), "--plain-batch-size",
                 str(self.plain_batch), *settings, "--device", self.device, "--dtype", self.dtype,
                 *(["--answer-tokens", str(self.answer_tokens)] if self.answer_tokens else []),
                 *(["--output", output] if output else [])]

@@ -38,6 +38,7 @@ from qbench.suites.scenes import (
     sample_shapes,
     sample_signs,
 )
+from qbench.verbosity import step
 
 GENERATOR = "qbench.mini/1"  # bump when the generated data changes
 EVAL_QUESTIONS = 300  # per eval split
@@ -360,9 +361,11 @@ def ensure(out: str | Path = "data") -> dict[str, Any]:
     rewritten with the same seed and sizes if an older generator made them."""
     manifest = Path(out) / "mini" / MANIFEST
     if not manifest.is_file():
+        step(f"writing the mini datasets under {Path(out) / 'mini'} (first use: about 30 s)")
         write(out)
     found = json.loads(manifest.read_text())
     if found.get("generator") != GENERATOR:
+        step(f"rewriting the mini datasets under {Path(out) / 'mini'}: an older qbench wrote them")
         write(out, found["seed"], found["eval_questions"], found["train_questions"])
     return json.loads(manifest.read_text())
 

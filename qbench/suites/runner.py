@@ -5,6 +5,9 @@
     samples.jsonl   one row per sample: task, doc_id, question_id (a string), prompt, answer, target (a list),
                     metric (the task's first), score (lmms-eval's, by that metric), error
     lmms_eval_results.json   lmms-eval's own results (configs, versions, sample counts)
+    lmms_eval/      files lmms-eval's tasks write themselves, kept out of the folder's top level: TextVQA's
+                    submissions/textvqa_submission_<time>.json (its answers in the challenge's format; the file to
+                    upload for a test split, so kept rather than suppressed)
 
     run.json        what was asked (model, suite, limit, variants, max_new_tokens, dtype) and the identity of what
                     answers: the weights (checkpoint hash, or the seed of random weights) and each task's data
@@ -24,7 +27,7 @@ import json
 import dataclasses
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,23 +38,26 @@ import torch
 import torch.distributed as dist
 
 from qbench import stats
-from qbench.inputs import UserError, ensure_writable, process_rank, resolve_device, resolve_dtype
+from qbench.inputs import UserError, dtype_name, ensure_writable, process_rank, resolve_device, resolve_dtype
 from qbench.fingerprint import fingerprint, weights_digest
 from qbench.folder import FolderBusy, FolderLock, write_atomic
 from qbench.suites import journal
 from qbench.suites.lmms_model import ENGINES, QBenchLMM
-from qbench.suites.registry import Suite, load_suite
+from qbench.suites.registry import Suite
 from qbench.speed.environment import package_version
 from qbench.suites.variants import Variant, parse_variants, prompt_variant
+from qbench.verbosity import muted, step
 from qbench.vlm import VLM
 
 SCHEMA = "qbench.run/1"
 DEFAULT_OUTPUT = "results/runs"
 DEFAULT_DATA = "data"
+DATA_ENV = "QBENCH_DATA_DIR"  # where --data-dir (and lmms-eval's qbench tasks) look by default
 MAX_NEW_TOKENS = 16  # for every task and every model (lmms-eval's POPE asks 128; its answers are one word)
 SETTINGS = "run.json"  # what a run must match to resume this one
 SEED = 0  # of random weights, unless --seed says otherwise
 IDENTITY = ("checkpoint", "data")  # what answers: a run asked again must have the same to resume
+LMMS_EVAL_FILES = "lmms_eval"  # the files lmms-eval's tasks write themselves (TextVQA's submissions/...json)
 
 
 @dataclass(frozen=True)
@@ -103,20 +109,24 @@ def rank0_first(make):
 
 
 # --- preparing --------------------------------------------------------------------------------------------------------
-def prepare(suite_name: str, data_dir: str | Path = DEFAULT_DATA, variants: list[str] | tuple[str, ...] = (),
-            max_new_tokens: int = MAX_NEW_TOKENS) -> Prepared:
-    """The suite's tasks with their data loaded (generated first for the mini suite); fails fast and clearly."""
+def prepare(suite_name: str | None, data_dir: str | Path = DEFAULT_DATA, variants: list[str] | tuple[str, ...] = (),
+            max_new_tokens: int = MAX_NEW_TOKENS, tasks: Sequence[str] = (),
+            include_paths: Sequence[str | Path] = ()) -> Prepared:
+    """The tasks of the suite (a name or a YAML file) or the `tasks` given, found in the include paths, qbench's
+    suites or lmms-eval, with their data loaded (generated first for the mini suite); fails fast and clearly."""
     from qbench.suites import mini
+    from qbench.suites.catalog import find_suite
     from qbench.suites.tasks import load_tasks, provenance
 
-    suite = load_suite(suite_name)
+    suite = find_suite(suite_name, tasks, include_paths)
     chosen = parse_variants(list(variants))
     data_dir = Path(data_dir)
     if suite.generated:
         rank0_first(lambda: mini.ensure(data_dir))
-    tasks = rank0_first(lambda: load_tasks(suite, data_dir, chosen, max_new_tokens))
-    data = {task.task: provenance(task, data_dir, tasks[task.task]) for task in suite.tasks}
-    return Prepared(suite, tasks, chosen, data)
+    step(f"loading the data of {len(suite.tasks)} task(s)")
+    loaded = rank0_first(lambda: load_tasks(suite, data_dir, chosen, max_new_tokens))
+    data = {task.task: provenance(task, data_dir, loaded[task.task]) for task in suite.tasks}
+    return Prepared(suite, loaded, chosen, data)
 
 
 # --- the run folder ---------------------------------------------------------------------------------------------------
@@ -277,11 +287,14 @@ def answer_and_score(lm: QBenchLMM, prepared: Prepared, limit: int | None, folde
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager
 
-    return simple_evaluate(model=lm, tasks=list(prepared.tasks.values()), limit=limit, bootstrap_iters=0,
-                           log_samples=True, task_manager=TaskManager(include_defaults=False, model_name="qbench"),
-                           cli_args=argparse.Namespace(output_path=str(folder), process_with_media=False),
-                           datetime_str=datetime.now().strftime("%Y%m%d_%H%M%S"), random_seed=None,
-                           numpy_random_seed=None, torch_random_seed=None, distributed_executor_backend="torchrun")
+    with muted():
+        return simple_evaluate(model=lm, tasks=list(prepared.tasks.values()), limit=limit, bootstrap_iters=0,
+                               log_samples=True, task_manager=TaskManager(include_defaults=False, model_name="qbench"),
+                               cli_args=argparse.Namespace(output_path=str(folder / LMMS_EVAL_FILES),
+                                                           process_with_media=False),
+                               datetime_str=datetime.now().strftime("%Y%m%d_%H%M%S"), random_seed=None,
+                               numpy_random_seed=None, torch_random_seed=None,
+                               distributed_executor_backend="torchrun")
 
 
 def work_done(lm: QBenchLMM) -> tuple[int, float]:
@@ -395,14 +408,15 @@ def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any]
     return summary, folder
 
 
-def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None = None,
+def run(model: str, suite: str | None, limit: int | None = None, checkpoint: str | None = None,
         data_dir: str | Path = DEFAULT_DATA, output: str | Path = DEFAULT_OUTPUT, device: str | None = None,
         dtype: str | None = None, batch_size: int = 8, variants: list[str] | tuple[str, ...] = (),
-        max_new_tokens: int = MAX_NEW_TOKENS, seed: int = SEED,
-        engine: str = "answering") -> tuple[dict[str, Any] | None, Path]:
+        max_new_tokens: int = MAX_NEW_TOKENS, seed: int = SEED, engine: str = "answering",
+        tasks: Sequence[str] = (), include_paths: Sequence[str | Path] = ()) -> tuple[dict[str, Any] | None, Path]:
     """`qbench run`: check the device, weights, tokenizer and output folder, load the data (failing fast), then the
-    model, then answer and score. Returns (summary on rank 0, else None; the run folder). Random weights are drawn with
-    `seed`."""
+    model, then answer and score. Returns (summary on rank 0, else None; the run folder). Runs `suite` (a name or a
+    suite YAML) or the `tasks` (names from the include paths, qbench's suites or lmms-eval). Random weights are drawn
+    with `seed`."""
     from qbench.checkpoints import check_ready, load_vlm, resolve_source
 
     if engine not in ENGINES:
@@ -413,7 +427,8 @@ def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None
     check_ready(source)
     ensure_writable(output, "--output")
     init_distributed(chosen)
-    prepared = prepare(suite, data_dir, variants, max_new_tokens)
+    prepared = prepare(suite, data_dir, variants, max_new_tokens, tasks, include_paths)
+    step(f"loading {source.spec.name} ({source.weights}) on {chosen} in {dtype_name(precision)}")
     vlm = load_vlm(source, device=chosen, dtype=precision)
     with prompted(vlm, prepared.variants):
         return execute(vlm, source.spec.name, prepared, checkpoint_info(source.weights, seed), output, limit,
