@@ -12,7 +12,7 @@ from qbench.spec import BackboneSpec, ProjectorSpec, VisionSpec, ViTDims, VLMSpe
 
 PRESETS: Registry[VLMSpec] = Registry("model")
 ALIASES = {"cobra": "cobra-3b", "ml-mamba": "ml-mamba-2.7b", "q-mamba": "q-mamba-3b", "llava": "llava-1.5-7b",
-           "cobra-ldp": "cobra-ldp-3b"}
+           "cobra-ldp": "cobra-ldp-3b", "cobra-zamba2": "cobra-zamba2-2.7b"}
 
 DINOSIGLIP_384 = VisionSpec(
     "dinosiglip", 384, 14,
@@ -27,6 +27,18 @@ MAMBA2_2_7B = BackboneSpec("mamba2", 2560, 64, 50288, {"state_size": 128, "expan
 VICUNA_7B = BackboneSpec("llama", 4096, 32, 32064, {"heads": 32, "intermediate": 11008}, tie_embeddings=False)
 NEOX_TOKENIZER = "xiuyul/mamba-2.8b-zephyr"  # GPT-NeoX-20B BPE with the Zephyr chat setup
 
+# Hybrid LLMs at their published ~3B configurations (options: the transformers config's own fields).
+# Zamba2-2.7B: config.json of Zyphra/Zamba2-2.7B-instruct and Zyphra/Zamba2-2.7B-Instruct-v2 (Hugging Face), and
+# config.json + mamba_config.py of github.com/Zyphra/Zamba2: 54 layers, a shared attention block at 9 of them
+# (2 blocks, alternating), no LoRA on the shared attention, no rotary; 2.66 B parameters (each shared block once).
+ZAMBA2_HYBRID_LAYERS = (6, 12, 18, 24, 30, 36, 42, 47, 51)
+ZAMBA2_2_7B = BackboneSpec("zamba2", 2560, 54, 32000, {
+    "layers_block_type": ["hybrid" if i in ZAMBA2_HYBRID_LAYERS else "mamba" for i in range(54)],
+    "mamba_d_state": 64, "mamba_d_conv": 4, "mamba_expand": 2, "mamba_ngroups": 1, "n_mamba_heads": 80,
+    "num_attention_heads": 32, "num_key_value_heads": 32, "intermediate_size": 10240, "hidden_act": "gelu",
+    "num_mem_blocks": 2, "use_shared_attention_adapter": False, "adapter_rank": 128, "use_mem_rope": False,
+    "chunk_size": 256, "max_position_embeddings": 4096})
+
 FULL = [
     VLMSpec("cobra-3b", DINOSIGLIP_384, ProjectorSpec("fused-mlp"), MAMBA_2_8B, "zephyr", NEOX_TOKENIZER,
             weights="cobra:han1997/cobra"),
@@ -38,6 +50,9 @@ FULL = [
             MAMBA_2_8B, "zephyr", NEOX_TOKENIZER),
     VLMSpec("llava-1.5-7b", CLIP_336, ProjectorSpec("mlp"), VICUNA_7B, "llava", "llava-hf/llava-1.5-7b-hf",
             weights="llava-hf:llava-hf/llava-1.5-7b-hf"),
+    # Cobra's tower, projector and prompt on each hybrid LLM, with the LLM's own tokenizer (random weights)
+    VLMSpec("cobra-zamba2-2.7b", DINOSIGLIP_384, ProjectorSpec("fused-mlp"), ZAMBA2_2_7B, "zephyr",
+            "Zyphra/Zamba2-2.7B-instruct"),
 ]
 
 # Tiny twins: the same structure at small widths, 112 px (8 x 8 = 64 patches), the backbone family's tiny twin and

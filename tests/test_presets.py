@@ -47,6 +47,14 @@ def test_the_other_systems_have_their_published_token_counts(listed):
     assert listed["q-mamba-3b"]["visual_tokens"] == 256
 
 
+def test_the_hybrids_have_their_published_sizes(listed):
+    """Cobra's tower and projector on each hybrid LLM at its published configuration (presets.py names sources)."""
+    published = {"cobra-zamba2-2.7b": 2_662_214_560}  # Zamba2-2.7B: each shared attention block counted once
+    for name, params in published.items():
+        assert listed[name]["llm_params"] == params
+        assert listed[name]["visual_tokens"] == 729 and listed[name]["vision_params"] == listed["cobra-3b"]["vision_params"]
+
+
 def test_every_backbone_has_a_full_preset_and_its_tiny_twin():
     full = {get_preset(name).backbone.kind for name in preset_names() if not name.startswith("tiny-")}
     tiny = {get_preset(name).backbone.kind for name in preset_names() if name.startswith("tiny-")}

@@ -250,3 +250,19 @@ def test_a_largest_batch_whose_whole_pass_runs_out_of_memory_is_measured_at_the_
     assert (row["batch"], row["largest_batch"], row["batch_search"], row["status"]) == (4, 5, "largest", "ok")
     assert document["searches"][0]["measured_at"] == 4
 
+
+def test_hybrids_are_swept_over_images_and_to_their_largest_batch(tmp_path):
+    """Every hybrid's tiny twin: its state holds a fixed Mamba part and a KV part that grows with the prompt."""
+    from qbench.presets import get_preset, preset_names
+
+    hybrids = [name for name in preset_names() if name.startswith("tiny-")
+               and BACKBONES[get_preset(name).backbone.kind].state_kind() == "hybrid"]
+    result, document = speed(tmp_path, "--model", ",".join(hybrids), "--tokens", "16", "--images", "1,2",
+                             "--batch", "max", "--batch-limit", "2")
+    assert result.exit_code == 0, result.output
+    rows = {(r["model"], r["images"]): r for r in document["rows"]}
+    assert len(rows) == 2 * len(hybrids) and all(row["status"] == "ok" for row in rows.values())
+    for name in hybrids:
+        one, two = rows[name, 1], rows[name, 2]
+        assert one["largest_batch"] == two["largest_batch"] == two["batch"] == 2 and two["decode_tokens_per_s"] > 0
+        assert two["state_gib"] > one["state_gib"] > 0  # the KV part grows with the prompt

@@ -7,6 +7,7 @@ from qbench.backbones.llama import LlamaBackbone
 from qbench.backbones.mamba import MambaBackbone
 from qbench.backbones.mamba2 import Mamba2Backbone
 from qbench.backbones.state import DecodeState
+from qbench.backbones.zamba2 import Zamba2Backbone
 from qbench.registry import Registry
 from qbench.spec import BackboneSpec
 
@@ -14,6 +15,7 @@ BACKBONES: Registry[type[Backbone]] = Registry("backbone")
 BACKBONES.register(MambaBackbone.kind)(MambaBackbone)
 BACKBONES.register(Mamba2Backbone.kind)(Mamba2Backbone)
 BACKBONES.register(LlamaBackbone.kind)(LlamaBackbone)
+BACKBONES.register(Zamba2Backbone.kind)(Zamba2Backbone)
 
 
 def build_backbone(spec: BackboneSpec) -> Backbone:
