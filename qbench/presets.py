@@ -12,7 +12,7 @@ from qbench.spec import BackboneSpec, ProjectorSpec, VisionSpec, ViTDims, VLMSpe
 
 PRESETS: Registry[VLMSpec] = Registry("model")
 ALIASES = {"cobra": "cobra-3b", "ml-mamba": "ml-mamba-2.7b", "q-mamba": "q-mamba-3b", "llava": "llava-1.5-7b",
-           "cobra-ldp": "cobra-ldp-3b", "cobra-zamba2": "cobra-zamba2-2.7b"}
+           "cobra-ldp": "cobra-ldp-3b", "cobra-zamba2": "cobra-zamba2-2.7b", "cobra-falcon-h1": "cobra-falcon-h1-3b"}
 
 DINOSIGLIP_384 = VisionSpec(
     "dinosiglip", 384, 14,
@@ -38,6 +38,18 @@ ZAMBA2_2_7B = BackboneSpec("zamba2", 2560, 54, 32000, {
     "num_attention_heads": 32, "num_key_value_heads": 32, "intermediate_size": 10240, "hidden_act": "gelu",
     "num_mem_blocks": 2, "use_shared_attention_adapter": False, "adapter_rank": 128, "use_mem_rope": False,
     "chunk_size": 256, "max_position_embeddings": 4096})
+# Falcon-H1-3B: the table of transformers' FalconH1 documentation ("H1 3B: 32 layers, 2560, 10 heads, 2 KV, 32 Mamba
+# heads, d_head 128/128, d_state 256, 128K") and a published FALCON_H1_3B_HF config fixture (vocab 65536,
+# intermediate 6144, mamba_d_ssm 4096, 1 group, chunk 128, untied); rope theta 1e11 and the norm after the gate as in
+# the released Falcon-H1 configs read; the gated norm on: a published count of 3,149.4 M parameters is this model's
+# 3,149,387,264 with its 32 x 4096 norm weights, not 3,149,256,192 without. The 3B's µP multipliers were not found:
+# 1.0, which changes no work.
+FALCON_H1_3B = BackboneSpec("falcon_h1", 2560, 32, 65536, {
+    "num_attention_heads": 10, "num_key_value_heads": 2, "head_dim": 128, "intermediate_size": 6144,
+    "mamba_d_ssm": 4096, "mamba_n_heads": 32, "mamba_d_head": 128, "mamba_n_groups": 1, "mamba_d_state": 256,
+    "mamba_d_conv": 4, "mamba_chunk_size": 128, "mamba_rms_norm": True, "mamba_norm_before_gate": False,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1e11}, "max_position_embeddings": 131072,
+    "eos_token_id": 11}, tie_embeddings=False)
 
 FULL = [
     VLMSpec("cobra-3b", DINOSIGLIP_384, ProjectorSpec("fused-mlp"), MAMBA_2_8B, "zephyr", NEOX_TOKENIZER,
@@ -53,6 +65,8 @@ FULL = [
     # Cobra's tower, projector and prompt on each hybrid LLM, with the LLM's own tokenizer (random weights)
     VLMSpec("cobra-zamba2-2.7b", DINOSIGLIP_384, ProjectorSpec("fused-mlp"), ZAMBA2_2_7B, "zephyr",
             "Zyphra/Zamba2-2.7B-instruct"),
+    VLMSpec("cobra-falcon-h1-3b", DINOSIGLIP_384, ProjectorSpec("fused-mlp"), FALCON_H1_3B, "zephyr",
+            "tiiuae/Falcon-H1-3B-Instruct"),
 ]
 
 # Tiny twins: the same structure at small widths, 112 px (8 x 8 = 64 patches), the backbone family's tiny twin and

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qbench.backbones.base import Backbone
+from qbench.backbones.falcon_h1 import FalconH1Backbone
 from qbench.backbones.llama import LlamaBackbone
 from qbench.backbones.mamba import MambaBackbone
 from qbench.backbones.mamba2 import Mamba2Backbone
@@ -16,6 +17,7 @@ BACKBONES.register(MambaBackbone.kind)(MambaBackbone)
 BACKBONES.register(Mamba2Backbone.kind)(Mamba2Backbone)
 BACKBONES.register(LlamaBackbone.kind)(LlamaBackbone)
 BACKBONES.register(Zamba2Backbone.kind)(Zamba2Backbone)
+BACKBONES.register(FalconH1Backbone.kind)(FalconH1Backbone)
 
 
 def build_backbone(spec: BackboneSpec) -> Backbone:
