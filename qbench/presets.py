@@ -12,7 +12,8 @@ from qbench.spec import BackboneSpec, ProjectorSpec, VisionSpec, ViTDims, VLMSpe
 
 PRESETS: Registry[VLMSpec] = Registry("model")
 ALIASES = {"cobra": "cobra-3b", "ml-mamba": "ml-mamba-2.7b", "q-mamba": "q-mamba-3b", "llava": "llava-1.5-7b",
-           "cobra-ldp": "cobra-ldp-3b", "cobra-zamba2": "cobra-zamba2-2.7b", "cobra-falcon-h1": "cobra-falcon-h1-3b"}
+           "cobra-ldp": "cobra-ldp-3b", "cobra-zamba2": "cobra-zamba2-2.7b", "cobra-falcon-h1": "cobra-falcon-h1-3b",
+           "cobra-nemotron-h": "cobra-nemotron-h-4b"}
 
 DINOSIGLIP_384 = VisionSpec(
     "dinosiglip", 384, 14,
@@ -50,6 +51,14 @@ FALCON_H1_3B = BackboneSpec("falcon_h1", 2560, 32, 65536, {
     "mamba_d_conv": 4, "mamba_chunk_size": 128, "mamba_rms_norm": True, "mamba_norm_before_gate": False,
     "rope_parameters": {"rope_type": "default", "rope_theta": 1e11}, "max_position_embeddings": 131072,
     "eos_token_id": 11}, tie_embeddings=False)
+# Nemotron-H-4B-Base-8K: NVIDIA Megatron-Bridge's "Nemotron H 4B" specification and NVIDIA Model-Optimizer's pruning
+# of the 8B into it (hidden 3072, FFN 12288, 112 Mamba heads, the 8B's 52-layer pattern: 24 Mamba, 24 MLP, 4
+# attention); 8 groups as the 8B; 4.489 B parameters (NVIDIA: 4.49 B).
+NEMOTRON_H_4B = BackboneSpec("nemotron_h", 3072, 52, 131072, {
+    "hybrid_override_pattern": "M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M-",
+    "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 12288,
+    "mamba_num_heads": 112, "mamba_head_dim": 64, "ssm_state_size": 128, "n_groups": 8, "conv_kernel": 4,
+    "chunk_size": 128, "max_position_embeddings": 8192}, tie_embeddings=False)
 
 FULL = [
     VLMSpec("cobra-3b", DINOSIGLIP_384, ProjectorSpec("fused-mlp"), MAMBA_2_8B, "zephyr", NEOX_TOKENIZER,
@@ -67,6 +76,8 @@ FULL = [
             "Zyphra/Zamba2-2.7B-instruct"),
     VLMSpec("cobra-falcon-h1-3b", DINOSIGLIP_384, ProjectorSpec("fused-mlp"), FALCON_H1_3B, "zephyr",
             "tiiuae/Falcon-H1-3B-Instruct"),
+    VLMSpec("cobra-nemotron-h-4b", DINOSIGLIP_384, ProjectorSpec("fused-mlp"), NEMOTRON_H_4B, "zephyr",
+            "nvidia/Nemotron-H-4B-Base-8K"),
 ]
 
 # Tiny twins: the same structure at small widths, 112 px (8 x 8 = 64 patches), the backbone family's tiny twin and
