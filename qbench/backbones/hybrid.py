@@ -10,6 +10,8 @@ What transformers 5.17 gets right and wrong here (docs/hybrids.md has the measur
 - a multi-token chunk continuing a state is exact only without padding inside it: padded positions still decay the
   SSM state and enter the conv window. `extend` therefore steps the padded columns one at a time, putting back the
   conv and SSM state of each row that is still padding, then takes the padding-free rest in one chunked pass;
+- the chunked scan clamps the step size dt (Zamba2, Nemotron-H) where the decode step does not, so the two would
+  compute different models: the clamp is lifted (STEP_DT_LIMIT);
 - training on a GPU with mamba_ssm would take its fused split-conv1d kernel, which masks no padding after the
   conv and needs causal_conv1d: the Mamba mixers stay on their masked chunked path instead (`train`).
 
