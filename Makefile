@@ -104,6 +104,13 @@ ablation-tiny:  ## the tiny ablation: train + time (GPU if there is one), evalua
 ablation-gpu:  ## train + time the tiny ablation on the GPU machine (bench/ablation_gpu.sh); OUT=dir for its files
 	OUT=$(OUT) TRAIN="$(ABLATION_TRAIN)" SEEDS=$(ABLATION_SEEDS) bash bench/ablation_gpu.sh
 
+# The hybrid LLMs beside Mamba, Mamba-2 and Llama (bench/hybrids_gpu.sh, docs/hybrids.md): their speed at full size,
+# long contexts and largest batch, then the ablation lab's GPU half with one hybrid (name `hybrid`), each part given
+# what is left of BUDGET seconds (540); PARTS=ablation for a call of its own. OUT=dir receives everything.
+.PHONY: hybrids-gpu
+hybrids-gpu:  ## hybrid backbones on the GPU machine: speed sweeps + ablation training (bench/hybrids_gpu.sh)
+	OUT=$(OUT) TRAIN="$(ABLATION_TRAIN)" bash bench/hybrids_gpu.sh
+
 # Training the full presets over the GPUs of one machine (bench/fsdp_gpu.sh): 10 steps each of LLaVA-1.5 (Llama 7B),
 # Cobra (Mamba 2.8B) and ML-Mamba (Mamba-2 2.7B), sharded (fsdp) and replicated (ddp); peak memory and seconds per
 # step in each train.json. About 8 minutes on two H200s (results/train/).

@@ -1,6 +1,6 @@
 """qbench's own Mamba layers equal transformers' (fp32, CPU): every position of a left-padded batch, the state a
-prompt leaves, a question continuing an image's prefix state in one chunk, and the gradients training takes; the
-Triton scan from a state computes what the PyTorch scan does (in Triton's interpreter here)."""
+prompt leaves, and the gradients training takes (a question continuing an image's prefix state: test_engine.py, for
+every backbone); the Triton scan from a state computes what the PyTorch scan does (in Triton's interpreter here)."""
 
 import os
 import subprocess
@@ -12,7 +12,6 @@ import torch
 from qbench.backbones import build_backbone
 from qbench.backbones.mamba_layers import layer_state
 from qbench.backbones.mamba_ops import selective_scan
-from qbench.backbones.state import load_rows
 from qbench.presets import get_preset
 
 PRESETS = ["tiny-cobra", "tiny-ml-mamba"]
@@ -54,29 +53,6 @@ def test_every_position_and_the_prompts_state_equal_transformers(preset):
     for index in range(len(backbone.blocks())):
         for got, want in zip(layer_state(state.cache, index), layer_state(cache, index), strict=True):
             torch.testing.assert_close(got, want, **TOLERANCE)
-
-
-@pytest.mark.parametrize("pads", [[2, 4, 0], [0, 0, 0]])
-@pytest.mark.parametrize("preset", PRESETS)
-def test_a_question_continues_a_prefix_state_in_one_chunk(preset, pads):
-    """Rows of an image's prefix state, each continued by a question of its own length (left-padded) or all of one:
-    as if each prompt had been run whole, then one step on."""
-    backbone = tiny_backbone(preset)
-    theirs = backbone.reference()
-    prefix, _ = left_padded(1, 6, [], seed=2)
-    questions, mask = left_padded(3, 5, pads, seed=3)
-    with torch.inference_mode():
-        bank = backbone.new_state(1, 16)
-        backbone.prefill(backbone.embed(prefix), torch.ones_like(prefix), bank)
-        state = backbone.new_state(3, 16)
-        load_rows(backbone, bank, torch.zeros(3, dtype=torch.long), state)
-        logits = backbone.extend(questions, mask, state)
-        after = backbone.step(logits.argmax(-1), state)
-        for row in range(3):
-            whole = torch.cat([prefix[0], questions[row][mask[row].bool()], logits[row].argmax()[None]])[None]
-            expected = theirs(input_ids=whole).logits[0]
-            torch.testing.assert_close(logits[row], expected[-2], **TOLERANCE)
-            torch.testing.assert_close(after[row], expected[-1], **TOLERANCE)
 
 
 @pytest.mark.parametrize("preset", PRESETS)

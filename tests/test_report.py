@@ -188,6 +188,30 @@ def test_the_speed_summary_is_one_readable_row_per_model_and_engine(results: Pat
     assert "[full csv](tables/speed_full.csv)" in (out / "README.md").read_text()
 
 
+def test_a_hybrid_is_neither_side_of_the_mamba_transformer_ratio_and_is_in_the_speed_figures(
+        results: Path, tmp_path: Path) -> None:
+    from qbench.report.tables import is_mamba, is_transformer, llm_state
+
+    hybrid = "cobra-zamba2-2.7b"
+    assert [llm_state(hybrid, None), llm_state("cobra-3b", "mamba"), llm_state("x", "llama")] == [
+        "hybrid", "recurrent", "attention"]
+    assert not is_mamba(hybrid, None) and not is_transformer(hybrid, None) and llm_state("x", None) is None
+    write_json(results / "speed" / "h100_hybrid" / "speed.json", {
+        "schema": "qbench.speed/1", "commands": ["qbench speed"], "created": "2026-12-06T08:00:00",
+        "environment": {"gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11"}, "copy_bandwidth_gbs": 2938.0,
+        "rows": [speed_row(hybrid, "graph", 729, 1, 200.0, 7.0)]})
+    out = tmp_path / "report"
+    build(results, out)
+    ratio = table(out, "speed_ratio")
+    assert hybrid not in set(ratio["Mamba model"]) | set(ratio["Transformer"])
+    assert set(ratio[ratio["numbers"] == "measured"]["Transformer"]) == {"llava-1.5-7b"}
+    assert hybrid in set(table(out, "speed")["model"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedResult)
+        _, data = FIGURES["tokens_per_s"].draw(collect(results))
+    assert hybrid in set(data["model"])
+
+
 def test_crossovers_are_found_on_log_axes() -> None:
     from qbench.report.figures import crossover_points
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from qbench.backbones import BACKBONES
 from qbench.cli import app
 from qbench.speed import ROW_FIELDS, SCHEMA
 
@@ -195,16 +196,15 @@ def test_a_search_stops_at_its_limit_and_copies_states_beyond_the_tokens_to_pref
     assert [t["batch"] for t in search["tries"]] == [1, 2, 4, 5] and search["at_limit"] and search["prefilled"] == 2
 
 
-@pytest.mark.parametrize("preset", ["tiny-cobra", "tiny-llava"])
-def test_rows_copied_from_a_prefilled_prompt_decode_like_it(preset):
+@pytest.mark.parametrize("kind", BACKBONES.names())
+def test_rows_copied_from_a_prefilled_prompt_decode_like_it(kind):
     import torch
 
     from qbench.backbones import build_backbone
     from qbench.backbones.state import copy_state, repeat_rows
-    from qbench.presets import get_preset
 
     torch.manual_seed(0)
-    backbone = build_backbone(get_preset(preset).backbone).eval()
+    backbone = build_backbone(BACKBONES[kind].tiny).eval()
     ids = torch.randint(3, 1000, (1, 6))
     with torch.inference_mode():
         alone = backbone.new_state(1, 12)
@@ -249,3 +249,20 @@ def test_a_largest_batch_whose_whole_pass_runs_out_of_memory_is_measured_at_the_
     row, = document["rows"]
     assert (row["batch"], row["largest_batch"], row["batch_search"], row["status"]) == (4, 5, "largest", "ok")
     assert document["searches"][0]["measured_at"] == 4
+
+
+def test_hybrids_are_swept_over_images_and_to_their_largest_batch(tmp_path):
+    """Every hybrid's tiny twin: its state holds a fixed Mamba part and a KV part that grows with the prompt."""
+    from qbench.presets import get_preset, preset_names
+
+    hybrids = [name for name in preset_names() if name.startswith("tiny-")
+               and BACKBONES[get_preset(name).backbone.kind].state_kind() == "hybrid"]
+    result, document = speed(tmp_path, "--model", ",".join(hybrids), "--tokens", "16", "--images", "1,2",
+                             "--batch", "max", "--batch-limit", "2")
+    assert result.exit_code == 0, result.output
+    rows = {(r["model"], r["images"]): r for r in document["rows"]}
+    assert len(rows) == 2 * len(hybrids) and all(row["status"] == "ok" for row in rows.values())
+    for name in hybrids:
+        one, two = rows[name, 1], rows[name, 2]
+        assert one["largest_batch"] == two["largest_batch"] == two["batch"] == 2 and two["decode_tokens_per_s"] > 0
+        assert two["state_gib"] > one["state_gib"] > 0  # the KV part grows with the prompt
