@@ -4,8 +4,9 @@ whole; the graph engine is refused on the CPU."""
 
 import pytest
 import torch
+from tiny_backbones import tiny_family
 
-from qbench.backbones import BACKBONES, build_backbone
+from qbench.backbones import BACKBONES
 from qbench.backbones.decode import greedy_decode
 from qbench.backbones.state import allocated_state, copy_state, load_rows
 from qbench.engine import ENGINES, GraphUnavailable, greedy, make_decoder
@@ -13,18 +14,6 @@ from qbench.registry import UnknownName
 
 NEW_TOKENS = 12
 KINDS = BACKBONES.names()
-
-
-def tiny_family(kind: str, shaken: bool = False):
-    """The tiny twin of a backbone family (random, seed 0); `shaken`: its weights moved off their init, so that
-    every decay, skip and bias differs per channel."""
-    torch.manual_seed(0)
-    backbone = build_backbone(BACKBONES[kind].tiny).eval()
-    if shaken:
-        with torch.no_grad():
-            for parameter in backbone.parameters():
-                parameter.add_(0.05 * torch.randn_like(parameter))
-    return backbone
 
 
 def left_padded_prompts(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:

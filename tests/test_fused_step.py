@@ -7,23 +7,17 @@ import sys
 
 import pytest
 import torch
+from tiny_backbones import tiny_family
 
-from qbench.backbones import build_backbone
-from qbench.backbones.mamba_step import TORCH_OPS, fused_step, layers_of
 from qbench.backbones.decode import greedy_decode
+from qbench.backbones.mamba_step import TORCH_OPS, fused_step, layers_of
 from qbench.presets import get_preset
 
 PRESETS = ["tiny-cobra", "tiny-ml-mamba"]
 
 
 def tiny_backbone(preset: str):
-    """A tiny random backbone whose weights are perturbed off their init (A, D, dt bias all differ per channel)."""
-    torch.manual_seed(0)
-    backbone = build_backbone(get_preset(preset).backbone).eval()
-    with torch.no_grad():
-        for parameter in backbone.parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
-    return backbone
+    return tiny_family(get_preset(preset).backbone.kind, shaken=True)
 
 
 def prompts(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 import torch
+from tiny_backbones import tiny_family
 
-from qbench.backbones import build_backbone
 from qbench.backbones.mamba_layers import layer_state
 from qbench.backbones.mamba_ops import selective_scan
 from qbench.presets import get_preset
@@ -19,13 +19,7 @@ TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 
 
 def tiny_backbone(preset: str):
-    """A tiny random backbone whose weights are perturbed off their init (A, D, dt bias all differ per channel)."""
-    torch.manual_seed(0)
-    backbone = build_backbone(get_preset(preset).backbone).eval()
-    with torch.no_grad():
-        for parameter in backbone.parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
-    return backbone
+    return tiny_family(get_preset(preset).backbone.kind, shaken=True)
 
 
 def left_padded(rows: int, length: int, pads: list[int], seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
