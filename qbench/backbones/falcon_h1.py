@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import torch
 from transformers import FalconH1ForCausalLM, PreTrainedModel
-from transformers.models.falcon_h1.modeling_falcon_h1 import FalconH1Mixer, FalconH1RMSNormGated
+from transformers.models.falcon_h1.modeling_falcon_h1 import (
+    FalconH1Mixer,
+    FalconH1RMSNormGated,
+)
 
 from qbench.backbones.hybrid import TINY_TOKENS, HybridBackbone
 from qbench.spec import TINY_VOCAB, BackboneSpec

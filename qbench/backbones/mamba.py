@@ -11,7 +11,7 @@ from transformers import MambaConfig, MambaForCausalLM, PreTrainedModel
 from qbench.backbones.base import Backbone
 from qbench.backbones.fused import fused_available, fused_step, mamba_ssm_model
 from qbench.backbones.kernels import installed
-from qbench.backbones.mamba_layers import Mamba1Block, MambaLM, new_cache
+from qbench.backbones.mamba_layers import Block, Mamba1Block, MambaLM, new_cache
 from qbench.backbones.mamba_ops import KERNEL_OPS
 from qbench.backbones.mamba_ops import TORCH_OPS as LAYER_TORCH_OPS
 from qbench.backbones.mamba_step import TORCH_OPS, Layer, check_supported, layers_of
@@ -41,7 +41,7 @@ class RecurrentBackbone(Backbone):
     kernel_packages = ("mamba_ssm",)
     recurrent_state = True
     step_paths = STEP_PATHS
-    block: type[nn.Module]  # qbench's block over the family's transformers parameters (mamba_layers)
+    block: type[Block]  # qbench's block over the family's transformers parameters (mamba_layers)
     # The largest batch for which the fused Triton step is the default (None: any)
     triton_batch_limit: int | None = None
 

@@ -19,12 +19,17 @@ from torch import nn
 from transformers import Cache, PretrainedConfig, PreTrainedModel
 
 
-class Mamba1Block(nn.Module):
-    """transformers' MambaBlock parameters: norm; mixer in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj."""
+class Block(nn.Module):
+    """A block over transformers' own modules: `norm` (its RMSNorm weight) and `mixer` (its parameters); `mix` is
+    qbench's forward of the mixer."""
 
     def __init__(self, norm: nn.Module, mixer: nn.Module):
         super().__init__()
         self.norm, self.mixer = norm, mixer
+
+
+class Mamba1Block(Block):
+    """transformers' MambaBlock parameters: norm; mixer in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj."""
 
     def mix(self, normed: torch.Tensor, mask: torch.Tensor | None, conv_state: torch.Tensor | None,
             ssm_state: torch.Tensor | None, ops: SimpleNamespace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -42,12 +47,8 @@ class Mamba1Block(nn.Module):
         return F.linear(y.transpose(1, 2), m.out_proj.weight), conv, ssm
 
 
-class Mamba2Block(nn.Module):
+class Mamba2Block(Block):
     """transformers' Mamba2Block parameters: norm; mixer in_proj, conv1d, dt_bias, A_log, D, norm (gated), out_proj."""
-
-    def __init__(self, norm: nn.Module, mixer: nn.Module):
-        super().__init__()
-        self.norm, self.mixer = norm, mixer
 
     def mix(self, normed: torch.Tensor, mask: torch.Tensor | None, conv_state: torch.Tensor | None,
             ssm_state: torch.Tensor | None, ops: SimpleNamespace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -81,7 +82,7 @@ class Stack(nn.Module):
 class MambaLM(nn.Module):
     """A Mamba LLM in transformers' layout, run by qbench's forward."""
 
-    def __init__(self, reference: PreTrainedModel, block: type[nn.Module]):
+    def __init__(self, reference: PreTrainedModel, block: type[Block]):
         super().__init__()
         self.config: PretrainedConfig = reference.config
         hf = reference.backbone
