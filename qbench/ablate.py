@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from qbench import compare, stats
+from qbench.inputs import UserError
 from qbench.presets import (
     TINY_BACKBONES,
     TINY_DINOSIGLIP,
@@ -27,6 +28,7 @@ from qbench.presets import (
     TINY_TOKENIZERS,
     at_visual_tokens,
 )
+from qbench.runs import SUMMARY, Run, read_run, sample_key
 from qbench.spec import ProjectorSpec, VLMSpec
 from qbench.train import Example, TrainConfig
 
@@ -179,10 +181,12 @@ def normalise(answer: Any) -> str:
     return str(answer).strip().lower()
 
 
-def run_samples(path: Path) -> list[dict[str, Any]]:
-    """The per-sample rows of a checkpoint's newest evaluation (samples.jsonl of its run)."""
-    runs = sorted((path / "runs").glob("*/samples.jsonl"))
-    return [json.loads(line) for line in runs[-1].read_text().splitlines() if line.strip()]
+def evaluation_run(path: Path) -> Run:
+    """A checkpoint's newest finished evaluation (a run folder under its runs/), read and checked."""
+    folders = sorted(summary.parent for summary in (path / "runs").glob(f"*/{SUMMARY}"))
+    if not folders:
+        raise UserError(f"{path / 'runs'} holds no finished evaluation: run the eval phase (--phases eval)")
+    return read_run(folders[-1])
 
 
 def chance_levels(samples: list[dict[str, Any]]) -> dict[str, float]:
@@ -192,7 +196,7 @@ def chance_levels(samples: list[dict[str, Any]]) -> dict[str, float]:
 
 def pooled(runs: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One row per sample with its score averaged over the runs (one per seed) of the same samples, in key order."""
-    by_key = [{compare.key(row): row for row in run} for run in runs]
+    by_key = [{sample_key(row): row for row in run} for run in runs]
     if any(keys.keys() != by_key[0].keys() for keys in by_key):
         raise compare.NotComparable("the seeds were evaluated on different samples; evaluate them with one --limit")
     return [{**by_key[0][k], "score": statistics.fmean(keys[k]["score"] for keys in by_key)} for k in sorted(by_key[0])]
@@ -200,10 +204,17 @@ def pooled(runs: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One combination's evaluations, one per seed: summaries and per-sample rows."""
+    """One combination's evaluations, one run per seed."""
 
-    summaries: dict[int, dict[str, Any]]
-    samples: dict[int, list[dict[str, Any]]]
+    runs: dict[int, Run]
+
+    @property
+    def summaries(self) -> dict[int, dict[str, Any]]:
+        return {seed: run.summary for seed, run in self.runs.items()}
+
+    @property
+    def samples(self) -> dict[int, list[dict[str, Any]]]:
+        return {seed: run.rows for seed, run in self.runs.items()}
 
     def values(self, task: str) -> dict[int, float]:
         """Each seed's score of the task's first metric."""
@@ -214,12 +225,8 @@ class Evaluation:
 
 
 def evaluations(ablation: Ablation) -> dict[str, Evaluation]:
-    found = {}
-    for combo in ablation.combos:
-        paths = {seed: ablation.checkpoint(combo, seed) for seed in ablation.seeds}
-        found[combo] = Evaluation({seed: json.loads((path / EVAL_FILE).read_text()) for seed, path in paths.items()},
-                                  {seed: run_samples(path) for seed, path in paths.items()})
-    return found
+    return {combo: Evaluation({seed: evaluation_run(ablation.checkpoint(combo, seed)) for seed in ablation.seeds})
+            for combo in ablation.combos}
 
 
 def spread(values: Sequence[float]) -> float:

@@ -6,6 +6,7 @@ import json
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -33,6 +34,7 @@ class Commands(TyperGroup):
 app = typer.Typer(cls=Commands, help="Benchmark and evaluation harness for multimodal LLMs on Mamba backbones.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console()
+errors = Console(stderr=True)
 
 
 @app.callback()
@@ -42,7 +44,7 @@ def main(debug: bool = typer.Option(False, "--debug", envvar="QBENCH_DEBUG",
 
 
 def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -142,7 +144,7 @@ def speed(
     with track(config, console) as on_row:
         results = run_sweep(config, Path(output) if output else None, config.command(output), on_row, log_try(console))
     console.print(summary_table(results.rows))
-    console.print(f"[green]wrote[/green] {results.out_dir / 'speed.json'} and speed.csv", highlight=False)
+    wrote(f"{results.out_dir / 'speed.json'} and speed.csv")
 
 
 @app.command()
@@ -184,7 +186,7 @@ def workload(
                             dtype)
     out = ensure_writable(output, "--output") if output else None
     folder = run_workload(config, out, config.command(output), lambda line: console.print(line, highlight=False))
-    console.print(f"[green]wrote[/green] {folder / 'workload.json'} and workload.csv", highlight=False)
+    wrote(f"{folder / 'workload.json'} and workload.csv")
 
 
 def split(text: str) -> list[str]:
@@ -267,7 +269,7 @@ def train(
         what = kept(out)
         interrupted(what or f"no checkpoint in {out} yet", "resumes" if what else "starts it again")
     if PartialState().is_main_process:
-        console.print(f"[green]wrote[/green] {result}", highlight=False)
+        wrote(str(result))
 
 
 @app.command()
@@ -317,7 +319,7 @@ def ablate(
     written = lab.run(study, split(phases), device, suite, limit, train_questions, (int(index), int(count)),
                       DTYPES[save_dtype] if save_dtype else None)
     for path in written:
-        console.print(f"[green]wrote[/green] {path}", highlight=False)
+        wrote(str(path))
 
 
 @app.command()
@@ -325,27 +327,39 @@ def compare(run_a: str = typer.Argument(..., help="Run folder A (results/runs/..
             run_b: str = typer.Argument(..., help="Run folder B, over the same samples."),
             disagreements: str = typer.Option("", help="CSV of the samples on which A and B differ "
                                                        "(default: disagreements.csv in folder A)."),
-            as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON.")) -> None:
-    """Paired comparison of two runs: per task the difference A - B, its 95% interval, a p-value and a verdict."""
+            as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON (warnings go to "
+                                                                "stderr).")) -> None:
+    """Paired comparison of two runs: per task the difference A - B in percentage points, its 95% interval and
+    p-value from one paired bootstrap (by image where questions share one), and the verdict they give."""
     from pathlib import Path
 
-    from qbench.compare import NotComparable, compare_runs
+    from qbench.compare import compare_runs
+    from qbench.runs import read_run
 
-    try:
-        found = compare_runs(run_a, run_b, disagreements or Path(run_a) / "disagreements.csv")
-    except NotComparable as error:
-        fail(str(error))
+    found = compare_runs(read_run(run_a), read_run(run_b), disagreements or Path(run_a) / "disagreements.csv")
     if found["provenance_differs"]:
-        console.print(f"[yellow]warning:[/yellow] the runs differ in {', '.join(found['provenance_differs'])}",
-                      highlight=False, soft_wrap=True)
+        warn(f"the runs differ in {', '.join(found['provenance_differs'])}", stderr=as_json)
     if as_json:
-        print(json.dumps(found, indent=2))
+        print(json.dumps(found, indent=2, allow_nan=False))
         return
     for task, row in found["tasks"].items():
         lo, hi = row["ci"]
-        console.print(f"{task} {row['metric']}: A - B = {row['difference']:+.4f} [{lo:+.4f}, {hi:+.4f}], "
-                      f"p = {row['p']:.3g} ({row['test']}, n={row['n']}): {row['verdict']}", highlight=False)
-    console.print(f"disagreements: {disagreements or Path(run_a) / 'disagreements.csv'}", highlight=False)
+        console.print(f"{task} {row['metric']}: A - B = {row['difference']:+.1f} points [{lo:+.1f}, {hi:+.1f}], "
+                      f"{row['p_text']} ({row['test']}, n={row['n']}): {row['verdict']}", highlight=False,
+                      markup=False)
+    console.print(f"disagreements: {disagreements or Path(run_a) / 'disagreements.csv'}", highlight=False,
+                  markup=False)
+
+
+def wrote(what: str) -> None:
+    """`wrote PATH...`: paths printed as they are (a `[x]` in a name is not markup)."""
+    console.print(f"[green]wrote[/green] {escape(what)}", highlight=False, soft_wrap=True)
+
+
+def warn(message: str, stderr: bool = False) -> None:
+    """One `warning: ...` line (on stderr where stdout carries data)."""
+    (errors if stderr else console).print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False,
+                                          soft_wrap=True)
 
 
 @app.command()
@@ -400,7 +414,7 @@ def interrupted(kept: str, then: str = "resumes") -> None:
     import sys
 
     if os.environ.get("RANK", "0") == "0":  # one line for a torchrun job, not one per process
-        console.print(f"[yellow]interrupted:[/yellow] {kept}; `{shlex.join(['qbench', *sys.argv[1:]])}` {then}",
+        console.print(f"[yellow]interrupted:[/yellow] {escape(kept)}; `{escape(shlex.join(['qbench', *sys.argv[1:]]))}` {then}",
                       highlight=False, soft_wrap=True)
     raise typer.Exit(130)
 
@@ -416,7 +430,7 @@ def print_run(summary: dict, folder) -> None:
     variants = ", ".join(f"{k}={v}" for k, v in summary["variants"].items()) or "none (lmms-eval's own scoring)"
     rate = f"{summary['samples_per_s']:.2f} samples/s" if summary["samples_per_s"] else "all answers resumed"
     console.print(f"variants: {variants}; errors: {summary['errors']}; {rate} on {summary['device']}", highlight=False)
-    console.print(f"[green]wrote[/green] {folder}/summary.json and samples.jsonl", highlight=False)
+    wrote(f"{folder}/summary.json and samples.jsonl")
 
 
 data_app = typer.Typer(help="Datasets: the offline mini-suites.", no_args_is_help=True)
@@ -439,7 +453,7 @@ def data_mini(
                             mini.TRAIN_QUESTIONS if train_questions is None else train_questions)
     except ValueError as error:
         fail(str(error))
-    console.print(f"[green]wrote[/green] {folder}: {', '.join(mini.DATASETS)}", highlight=False)
+    wrote(f"{folder}: {', '.join(mini.DATASETS)}")
 
 
 def human(count: int) -> str:

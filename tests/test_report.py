@@ -127,8 +127,8 @@ def test_broken_and_older_files_are_skipped_with_a_warning_naming_them(results: 
         collected = collect(results)
     messages = sorted(str(w.message) for w in caught)
     assert len(messages) == 3
-    assert "runs/broken__mini__x/summary.json: not readable JSON" in messages[0]
-    assert "runs/ml-mamba-2.7b__mini__2026-01-01T00:00:00/summary.json: schema 'qbench.run/0'" in messages[1]
+    assert "runs/broken__mini__x/summary.json: cannot be read as JSON" in messages[0]
+    assert "runs/ml-mamba-2.7b__mini__2026-01-01T00:00:00/summary.json: has schema 'qbench.run/0'" in messages[1]
     assert "speed/a100_old/speed.json: rows[0] has no 'model'" in messages[2]
     assert "ml-mamba-2.7b" not in set(collected.runs["model"])  # the rest is still read
     assert len(collected.speed) == len(SPEED_ROWS) + 1 + len(scale_rows()) and len(collected.ablation) == 4
@@ -218,7 +218,7 @@ def test_every_figure_is_a_non_empty_image_and_the_readme_shows_it(results: Path
         assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
         assert f"](figures/{name}.png)" in readme
     assert "](tables/accuracy.md)" in readme and "speed/h100_2026-11-22/speed.json" in readme
-    assert "`runs/broken__mini__x/summary.json`: not readable JSON" in readme
+    assert "`runs/broken__mini__x/summary.json`: cannot be read as JSON" in readme
 
 
 def test_report_is_reproducible_and_says_what_is_missing(results: Path, tmp_path: Path) -> None:
@@ -324,6 +324,6 @@ def test_scores_show_plus_minus_from_intervals_or_samples_and_same_sample_runs_a
     assert "75.0 ± 15.0" in markdown and "VQAv2 ±" not in markdown
     compared = table(out, "comparisons")  # q-mamba-3b has no samples.jsonl: not paired
     assert list(zip(compared["A"], compared["B"])) == [("cobra-3b", "llava-1.5-7b")]
-    assert compared["A - B"].iloc[0] == pytest.approx(0.5) and compared["verdict"].iloc[0] == "A > B"
-    assert compared["test"].iloc[0] == "exact McNemar" and compared["n"].iloc[0] == 40
+    assert compared["A - B"].iloc[0] == pytest.approx(50.0) and compared["verdict"].iloc[0] == "A > B"
+    assert compared["test"].iloc[0] == "paired bootstrap" and compared["n"].iloc[0] == 40
     assert "Paired comparisons" in (out / "README.md").read_text()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from qbench.presets import ALIASES
+from qbench.runs import SAMPLES, BadRun, Run, read_run, short
 
 
 class SkippedResult(UserWarning):
@@ -49,6 +51,7 @@ class Results:
     root: Path
     frames: dict[str, pd.DataFrame]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file relative to root, reason)
+    read: dict[str, Run] = field(default_factory=dict)  # source of a run's summary -> the run, read and checked
 
     @property
     def runs(self) -> pd.DataFrame:
@@ -78,17 +81,23 @@ def canonical_model(name: str) -> str:
 
 
 def number(value: Any, what: str) -> float:
-    """A float from a JSON number or null (NaN); anything else is a BadResult."""
+    """A finite float from a JSON number or null (NaN); anything else (inf, a number too large) is a BadResult."""
     if value is None:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadResult(f"{what} is {value!r}, not a number")
-    return float(value)
+        raise BadResult(f"{what} is {short(value)}, not a number")
+    try:
+        found = float(value)
+    except OverflowError:
+        raise BadResult(f"{what} is too large to be a number ({len(str(value))} digits)") from None
+    if not math.isfinite(found):
+        raise BadResult(f"{what} is {value!r}, not a finite number")
+    return found
 
 
 def text(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value:
-        raise BadResult(f"{what} is {value!r}, not a name")
+        raise BadResult(f"{what} is {short(value)}, not a name")
     return value
 
 
@@ -99,11 +108,9 @@ def field_of(row: dict[str, Any], key: str, where: str) -> Any:
 
 
 def run_rows(doc: dict[str, Any], source: str) -> list[Row]:
-    """One row per (task, metric) of a `qbench run` summary."""
-    spec = doc["spec"] if isinstance(doc["spec"], dict) else {}
+    """One row per (task, metric) of a `qbench run` summary (checked by qbench.runs.read_summary)."""
+    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
     metrics = doc["metrics"]
-    if not isinstance(metrics, dict) or not all(isinstance(m, dict) for m in metrics.values()):
-        raise BadResult("'metrics' is not {task: {metric: value}}")
     n_samples = doc.get("n_samples") or {}
     intervals = doc.get("intervals") or {}
     rows = []
@@ -163,29 +170,17 @@ def speed_rows(doc: dict[str, Any], source: str) -> list[Row]:
     return rows
 
 
-def samples_of(summary: Path) -> list[Row] | None:
-    """The per-sample rows beside a run's summary, or None where there are none to read."""
-    try:
-        text = (summary.parent / "samples.jsonl").read_text(encoding="utf-8")
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-
-
-def fill_intervals(runs: pd.DataFrame, root: Path) -> pd.DataFrame:
-    """Intervals of the runs whose summaries predate them, from their samples.jsonl (left empty without one)."""
+def fill_intervals(runs: pd.DataFrame, read: dict[str, Run]) -> pd.DataFrame:
+    """Intervals of the runs whose summaries predate them, from their samples (left empty without any)."""
     from qbench import stats
 
     runs = runs.copy()
     for source in sorted(set(runs.loc[runs["ci_lo"].isna(), "source"])):
-        samples = samples_of(root / source)
-        if not samples or not all({"task", "score", "answer", "target"} <= row.keys() for row in samples):
-            continue
+        samples = read[source].tasks()
         for index in runs.index[(runs["source"] == source) & runs["ci_lo"].isna()]:
             task, metric = runs.at[index, "task"], runs.at[index, "metric"]
-            picked = [row for row in samples if row["task"] == task]
-            if picked and not metric.endswith("_stderr"):
-                runs.loc[index, ["ci_lo", "ci_hi"]] = stats.interval(picked, metric)["ci"]
+            if samples.get(task) and not metric.endswith("_stderr"):
+                runs.loc[index, ["ci_lo", "ci_hi"]] = stats.interval(samples[task], metric)["ci"]
     return runs
 
 
@@ -273,21 +268,56 @@ def read_result(path: Path, kind: ResultKind, source: str) -> list[Row]:
     """The rows of one result file, or a BadResult saying why it cannot be used."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, ValueError) as error:  # ValueError: not JSON, or a number too long
         raise BadResult(f"not readable JSON ({error})") from error
     if not isinstance(doc, dict):
         raise BadResult("not a JSON object")
     if doc.get("schema") != kind.schema:
-        raise BadResult(f"schema {doc.get('schema')!r}, expected {kind.schema!r}")
+        raise BadResult(f"schema {short(doc.get('schema'))}, expected {kind.schema!r}")
     missing = [key for key in kind.required if key not in doc]
     if missing:
         raise BadResult(f"missing {', '.join(map(repr, missing))}")
+    return shaped(kind.rows, doc, source)
+
+
+def shaped(rows_of: Callable[[dict[str, Any], str], list[Row]], doc: dict[str, Any], source: str) -> list[Row]:
+    """rows_of(doc, source), a field of the wrong shape turned into a BadResult."""
     try:
-        return kind.rows(doc, source)
+        return rows_of(doc, source)
     except BadResult:
         raise
-    except (KeyError, TypeError, AttributeError, ValueError) as error:  # a field of the wrong shape
-        raise BadResult(f"malformed ({type(error).__name__}: {error})") from error
+    except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as error:
+        raise BadResult(f"malformed ({type(error).__name__}: {short(str(error))})") from error
+
+
+def source_name(path: Path, root: Path) -> str:
+    """A result file's name relative to the results folder, as text (bytes that are not UTF-8 as escapes)."""
+    return os.fsencode(path.relative_to(root).as_posix()).decode("utf-8", "backslashreplace")
+
+
+def check_name(path: Path, root: Path) -> None:
+    """BadResult for a name that is not valid UTF-8: it could not be written into the report's files."""
+    if source_name(path, root) != path.relative_to(root).as_posix():
+        raise BadResult("its name is not valid UTF-8; rename it")
+
+
+def read_runs(root: Path, skip: Callable[[str, str], None]) -> tuple[list[Row], dict[str, Run]]:
+    """Every run folder under root/runs, read and checked by qbench.runs (samples.jsonl where there is one)."""
+    rows: list[Row] = []
+    read: dict[str, Run] = {}
+    for path in sorted(root.glob(KINDS["runs"].pattern)):
+        source = source_name(path, root)
+        try:
+            check_name(path, root)
+            run = read_run(path.parent, samples=(path.parent / SAMPLES).exists())
+            rows += shaped(run_rows, run.summary, source)
+        except BadResult as error:
+            skip(source, str(error))
+        except BadRun as error:
+            skip(source_name(error.path, root), error.problem)
+        else:
+            read[source] = run
+    return rows, read
 
 
 def collect(root: str | Path) -> Results:
@@ -296,16 +326,25 @@ def collect(root: str | Path) -> Results:
     if not root.is_dir():
         raise FileNotFoundError(f"results folder {root} does not exist")
     frames, skipped = {}, []
+
+    def skip(source: str, reason: str) -> None:
+        if (source, reason) not in skipped:  # a file that two kinds read is named once
+            skipped.append((source, reason))
+            warnings.warn(f"skipped {source}: {reason}", SkippedResult, stacklevel=3)
+
+    run_frame, read = read_runs(root, skip)
     for kind in KINDS.values():
+        if kind.name == "runs":
+            frames[kind.name] = pd.DataFrame(run_frame, columns=list(kind.columns))
+            continue
         rows: list[Row] = []
         for path in sorted(root.glob(kind.pattern)):
-            source = path.relative_to(root).as_posix()
+            source = source_name(path, root)
             try:
+                check_name(path, root)
                 rows += read_result(path, kind, source)
             except BadResult as error:
-                if (source, str(error)) not in skipped:  # a file that two kinds read is named once
-                    skipped.append((source, str(error)))
-                    warnings.warn(f"skipped {source}: {error}", SkippedResult, stacklevel=2)
+                skip(source, str(error))
         frames[kind.name] = pd.DataFrame(rows, columns=list(kind.columns))
-    frames["runs"] = fill_intervals(frames["runs"], root)
-    return Results(root, frames, skipped)
+    frames["runs"] = fill_intervals(frames["runs"], read)
+    return Results(root, frames, skipped, read)

@@ -371,15 +371,14 @@ def comparisons(results: Results) -> pd.DataFrame:
         order = {model: i for i, model in enumerate(model_order(group["model"]))}
         group = group.assign(order=group["model"].map(order)).sort_values("order")
         for (_, a), (_, b) in itertools.combinations(group.iterrows(), 2):
-            folders = [(results.root / run["source"]).parent for run in (a, b)]
             try:
-                found = compare.compare_runs(*folders)
+                found = compare.compare_runs(results.read[a["source"]], results.read[b["source"]])
             except compare.NotComparable:
                 continue  # not over the same samples, or no samples.jsonl
             for task, row in found["tasks"].items():
                 rows.append({"suite": suite, "A": a["model"], "B": b["model"], "task": task, "metric": row["metric"],
                              "n": row["n"], "A - B": row["difference"],
-                             "95% interval": f"[{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}]", "p": row["p"],
+                             "95% interval": f"[{row['ci'][0]:+.1f}, {row['ci'][1]:+.1f}]", "p": row["p"],
                              "test": row["test"], "verdict": row["verdict"],
                              "provenance differs": ", ".join(found["provenance_differs"]) or "-",
                              "source": f"{a['source']}, {b['source']}"})
@@ -392,10 +391,10 @@ def comparisons_table(results: Results) -> Table:
     sources = sorted({part for joined in frame["source"] for part in joined.split(", ")})
     return Table("comparisons", "Paired comparisons of runs over the same samples",
                  "Every two newest runs of one suite and limit whose samples pair up, compared as `qbench compare` "
-                 "does: per task the difference A - B of the task's metric, its 95% paired bootstrap interval, a "
-                 "p-value (exact McNemar for right-or-wrong scores, else the paired bootstrap) and a verdict; "
+                 "does: per task the difference A - B of the task's metric in percentage points, its 95% paired "
+                 "bootstrap interval and p-value (one test, resampling whole images) and the verdict they give; "
                  "provenance differs names what else differs between the two runs.",
-                 frame.drop(columns="source"), sources, {"A - B": "+.3f", "p": ".3g"})
+                 frame.drop(columns="source"), sources, {"A - B": "+.1f", "p": ".3g"})
 
 
 # ---- training ---------------------------------------------------------------------------------------------------
