@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from qbench import compare, stats
+from qbench.folder import inside
 from qbench.inputs import UserError
 from qbench.presets import (
     TINY_BACKBONES,
@@ -372,8 +373,8 @@ def ablation(name: str, projectors: Sequence[str], backbones: Sequence[str], con
              seeds: Sequence[int] = (0,)) -> Ablation:
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, e.g. 0,1,2; got {list(seeds)}")
-    return Ablation(name, combinations(projectors, backbones), config, Path(checkpoints) / name, Path(results) / name,
-                    tuple(seeds))
+    return Ablation(name, combinations(projectors, backbones), config, inside(checkpoints, name, "--name"),
+                    inside(results, name, "--name"), tuple(seeds))
 
 
 def mini_examples(count: int, seed: int = 0) -> list[Example]:

@@ -4,6 +4,8 @@
 releases when the process ends, however it ends (a killed run leaves no stale lock behind), with the holder's pid,
 host, start and command written in the file so that a process refused the lock can say who holds it.
 `write_atomic` writes a file whole or not at all: a kill leaves the old file or the new one, never half of one.
+`inside(folder, name)` is the one way a name that a user or a file gave (a run's model name, an ablation's --name)
+becomes a path: one plain name, which stays inside the folder it is meant for.
 """
 
 from __future__ import annotations
@@ -17,7 +19,38 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from qbench.inputs import UserError
+
 LOCK_FILE = ".lock"
+NAME_BYTES = 200  # file systems take 255 bytes a name; room for a suffix
+
+
+def name_problem(name: str) -> str | None:
+    """What keeps `name` from being one plain file or folder name, in words; None if nothing does."""
+    if not name:
+        return "it is empty"
+    if "/" in name or "\\" in name:
+        return "it holds a path separator"
+    if name.startswith("."):
+        return "it starts with '.' (a hidden name, or a way up)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "it holds a control character"
+    if len(os.fsencode(name)) > NAME_BYTES:
+        return f"it is longer than {NAME_BYTES} bytes"
+    return None
+
+
+def inside(folder: str | Path, name: str, what: str) -> Path:
+    """`folder/name` for a name that a user or a file gave, checked to stay inside `folder`; a UserError naming
+    `what` (the option or file the name came from) otherwise."""
+    folder = Path(folder)
+    problem = name_problem(name)
+    if problem is None and (folder / name).is_symlink():
+        problem = f"{folder / name} is a symbolic link, which may lead out of {folder}"
+    if problem is not None:
+        raise UserError(f"{what} {name!r} cannot name a folder inside {folder}: {problem}; use a plain name such as "
+                        "letters, digits, '-', '_' and '.'")
+    return folder / name
 
 
 class FolderBusy(RuntimeError):

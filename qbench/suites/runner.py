@@ -20,6 +20,7 @@ Under torchrun (gloo on CPUs, NCCL on GPUs) every process answers its share and 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import dataclasses
 import platform
@@ -37,7 +38,7 @@ import torch.distributed as dist
 from qbench import stats
 from qbench.inputs import UserError, ensure_writable
 from qbench.fingerprint import fingerprint, weights_digest
-from qbench.folder import FolderBusy, FolderLock, write_atomic
+from qbench.folder import FolderBusy, FolderLock, inside, write_atomic
 from qbench.suites import journal
 from qbench.suites.lmms_model import ENGINES, QBenchLMM, process_rank
 from qbench.suites.registry import Suite, load_suite
@@ -137,7 +138,7 @@ class RunInterrupted(KeyboardInterrupt):
 
 def unfinished(output: Path, request: dict[str, Any]) -> Path | None:
     """The newest run folder under `output` asked with the same request that has no summary yet."""
-    for folder in sorted(output.glob(f"{request['model']}__{request['suite']}__*"), reverse=True):
+    for folder in sorted(output.glob(glob.escape(f"{request['model']}__{request['suite']}__") + "*"), reverse=True):
         saved = folder / SETTINGS
         if saved.is_file() and not (folder / "summary.json").exists():
             if {key: value for key, value in json.loads(saved.read_text()).items() if key in request} == request:
@@ -184,10 +185,10 @@ def claim_folder(output: Path, request: dict[str, Any], identity: dict[str, Any]
             return folder, lock
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         prefix = f"{request['model']}__{request['suite']}__"
-        folder, count = output / (prefix + stamp), 1
+        folder, count = inside(output, prefix + stamp, "the run folder of model"), 1
         while folder.exists():
             count += 1
-            folder = output / f"{prefix}{stamp}-{count}"
+            folder = inside(output, f"{prefix}{stamp}-{count}", "the run folder of model")
         lock = FolderLock(folder)
         write_atomic(folder / SETTINGS, json.dumps({**request, **identity, "started": now()}, indent=2) + "\n")
         return folder, lock
@@ -328,7 +329,7 @@ def claim(output: Path, request: dict[str, Any], identity: dict[str, Any]) -> tu
         try:
             folder, lock = claim_folder(output, request, identity)
             outcome = str(folder)
-        except (FolderBusy, ResumeRefused) as refused:
+        except (FolderBusy, ResumeRefused, UserError) as refused:
             outcome = refused
     outcome = from_rank0(outcome)
     if isinstance(outcome, Exception):
