@@ -35,6 +35,7 @@ app = typer.Typer(cls=Commands, help="Benchmark and evaluation harness for multi
                   no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console()
 errors = Console(stderr=True)
+MAX_SEED = 2**31 - 1  # every seed option: torch, numpy and the batch order (seed * 100_003) all take it
 
 
 @app.callback()
@@ -122,6 +123,7 @@ def speed(
     """Time vision tower, projector, prefill, first token and decode for each model x tokens x batch x engine."""
     from pathlib import Path
 
+    from qbench.folder import Interrupted
     from qbench.speed import (
         LARGEST,
         SweepConfig,
@@ -134,15 +136,19 @@ def speed(
     )
 
     device = resolve_device(device)
-    config = SweepConfig(models=split(model), tokens=counts(tokens, "--tokens", "256,576") or [None],
+    config = SweepConfig(models=names(model, "--model", "cobra,llava"), tokens=counts(tokens, "--tokens", "256,576") or [None],
                          batches=[b if b == LARGEST else counts(b, "--batch", "1,8,max")[0] for b in split(batch)],
                          engines=split(engine) or default_engines(device), new_tokens=new_tokens,
                          prompt_tokens=prompt_tokens, device=device, dtype=dtype, repeats=repeats,
                          checkpoint=checkpoint, images=tuple(counts(images, "--images", "1,4,16")),
                          batch_limit=batch_limit, measure_tokens=measure_tokens)
     config.validate()
-    with track(config, console) as on_row:
-        results = run_sweep(config, Path(output) if output else None, config.command(output), on_row, log_try(console))
+    try:
+        with track(config, console) as on_row:
+            results = run_sweep(config, Path(output) if output else None, config.command(output), on_row,
+                                log_try(console))
+    except Interrupted as stop:
+        interrupted(stop.kept)
     console.print(summary_table(results.rows))
     wrote(f"{results.out_dir / 'speed.json'} and speed.csv")
 
@@ -166,26 +172,31 @@ def workload(
                                           "results/speed/<device>_<date>_answering)."),
 ) -> None:
     """Time the answering engine and today's path (VLM.generate) on a vqa-shaped request stream, random weights."""
-    from qbench.inputs import ensure_writable
+    from pathlib import Path
+
+    from qbench.folder import Interrupted
     from qbench.presets import get_preset
     from qbench.speed import resolve_device
     from qbench.speed.sweep import DTYPES
     from qbench.speed.workload import STREAMS, WorkloadConfig, run_workload
 
-    for name in split(stream):
+    streams, models = names(stream, "--stream", "vqa,vizwiz"), names(model, "--model", "cobra,llava")
+    for name in streams:
         if name not in STREAMS:
             fail(f"unknown stream {name!r}; choose from: {', '.join(STREAMS.names())}")
     if dtype not in DTYPES:
         fail(f"unknown dtype {dtype!r}; choose from: {', '.join(DTYPES)}")
-    models = split(model)
     for name in models:
         get_preset(name)  # an unknown name fails here, before anything is built
     given = {"batch": batch, "window": window, "encode_batch": encode_batch, "workers": workers}
-    config = WorkloadConfig(models, split(stream), questions, plain_questions, plain_batch,
+    config = WorkloadConfig(models, streams, questions, plain_questions, plain_batch,
                             {name: value for name, value in given.items() if value is not None}, resolve_device(device),
                             dtype)
-    out = ensure_writable(output, "--output") if output else None
-    folder = run_workload(config, out, config.command(output), lambda line: console.print(line, highlight=False))
+    try:
+        folder = run_workload(config, Path(output) if output else None, config.command(output),
+                              lambda line: console.print(line, highlight=False, markup=False))
+    except Interrupted as stop:
+        interrupted(stop.kept)
     wrote(f"{folder / 'workload.json'} and workload.csv")
 
 
@@ -193,12 +204,20 @@ def split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def counts(text: str, option: str, example: str) -> list[int]:
-    """Comma-separated whole numbers of at least 1; a UserError saying what to type otherwise."""
+def names(text: str, option: str, example: str) -> list[str]:
+    """Comma-separated names, at least one; a UserError saying what to type otherwise."""
+    found = split(text)
+    if not found:
+        raise UserError(f"{option} takes one or more names separated by commas, e.g. {option} {example}; got {text!r}")
+    return found
+
+
+def counts(text: str, option: str, example: str, least: int = 1) -> list[int]:
+    """Comma-separated whole numbers (digits 0-9) of at least `least`; a UserError saying what to type otherwise."""
     parts = split(text)
-    if not all(part.isdigit() and int(part) >= 1 for part in parts):
-        raise UserError(f"{option} takes whole numbers of 1 or more separated by commas, e.g. {option} {example}; "
-                        f"got {text!r}")
+    if not all(part.isascii() and part.isdigit() and int(part) >= least for part in parts):
+        raise UserError(f"{option} takes whole numbers of {least} or more separated by commas, e.g. {option} "
+                        f"{example}; got {text!r}")
     return [int(part) for part in parts]
 
 
@@ -218,7 +237,7 @@ def train(
     batch_size: int = typer.Option(32, min=1, help="Global batch (split over processes)."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up, then cosine)."),
     recipe: str = typer.Option("llava", help="llava (align, then fine-tune) or cobra (one stage)."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed of the random start and of the batch order."),
     save_every: int = typer.Option(200, min=1, help="Steps between resumable checkpoints."),
     stop_after: int = typer.Option(None, min=1, help="Stop after this many steps (checkpointed); run again to resume."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when there is one)."),
@@ -304,18 +323,19 @@ def ablate(
     if preset != "tiny":
         fail("only --preset tiny combinations are defined")
     index, _, count = shard.partition("/")
-    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+    if not (f"{index}{count}".isascii() and index.isdigit() and count.isdigit() and int(index) < int(count)):
         fail(f"--shard takes i/n with 0 <= i < n, e.g. --shard 0/4; got {shard!r}")
     if device is not None:
         check_device(device)
     if save_dtype is not None and save_dtype not in DTYPES:
         fail(f"unknown --save-dtype {save_dtype!r}; choose from: {', '.join(DTYPES)}")
-    if not split(seeds) or not all(s.isdigit() for s in split(seeds)):
-        fail(f"--seeds takes comma-separated whole numbers, e.g. --seeds 0,1,2; got {seeds!r}")
-    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, recipe=recipe, seed=int(split(seeds)[0]),
+    chosen = counts(seeds, "--seeds", "0,1,2", least=0)
+    if not chosen or max(chosen) > MAX_SEED:
+        fail(f"--seeds takes whole numbers from 0 to {MAX_SEED} separated by commas, e.g. --seeds 0,1,2; got {seeds!r}")
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, recipe=recipe, seed=chosen[0],
                          save_every=max(1, steps // 4))
     study = lab.ablation(name, split(projectors) if projectors else lab.PROJECTORS,
-                         split(backbones) if backbones else lab.BACKBONES, config, seeds=[int(s) for s in split(seeds)])
+                         split(backbones) if backbones else lab.BACKBONES, config, seeds=chosen)
     written = lab.run(study, split(phases), device, suite, limit, train_questions, (int(index), int(count)),
                       DTYPES[save_dtype] if save_dtype else None)
     for path in written:
@@ -380,8 +400,8 @@ def run(
                                       "textvqa_ocr=before-question (Cobra) or =after-question (LLaVA-1.5), "
                                       "pope_parsing=lenient (LLaVA-1.5, Cobra), llava_prompt=vicuna_v1 "
                                       "(the LLaVA-1.5 paper's system prompt)."),
-    seed: int = typer.Option(0, help="Seed of random weights (--checkpoint random, or a preset without published "
-                             "weights); recorded with the run, which resumes only with the same."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed of random weights (--checkpoint random, or a preset "
+                             "without published weights); recorded with the run, which resumes only with the same."),
     engine: str = typer.Option("answering", help="answering (each image's prefix encoded and prefilled once for all "
                                "its questions) or plain (VLM.generate per batch); the answers are the same."),
 ) -> None:
@@ -441,7 +461,7 @@ app.add_typer(data_app, name="data")
 def data_mini(
     out: str = typer.Option("data", help="Writes OUT/mini/{VQAv2,GQA,VizWiz-VQA,textvqa,POPE} in the hub layout, "
                             "which `qbench run --data-dir OUT --suite mini` reads."),
-    seed: int = typer.Option(0, help="The same seed always writes the same datasets."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="The same seed always writes the same datasets."),
     eval_questions: int = typer.Option(None, "--eval", help="Questions per eval split (default 300)."),
     train_questions: int = typer.Option(None, "--train", help="Questions per train split (default 4000)."),
 ) -> None:

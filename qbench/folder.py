@@ -10,12 +10,14 @@ becomes a path: one plain name, which stays inside the folder it is meant for.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shlex
 import socket
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -53,8 +55,16 @@ def inside(folder: str | Path, name: str, what: str) -> Path:
     return folder / name
 
 
-class FolderBusy(RuntimeError):
+class FolderBusy(RuntimeError, UserError):
     """Another process is writing the folder; the message names the folder and the process."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a command that writes results as it goes: `kept` says what was kept, and where."""
+
+    def __init__(self, kept: str):
+        super().__init__(kept)
+        self.kept = kept
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -66,6 +76,15 @@ def write_atomic(path: Path, text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def write_table(folder: Path, stem: str, document: dict, columns: list[str] | None = None) -> None:
+    """A results document as <stem>.json and its rows as <stem>.csv (`columns` in this order, else the rows' own),
+    each written whole or not at all."""
+    import pandas as pd
+
+    write_atomic(folder / f"{stem}.json", json.dumps(document, indent=2) + "\n")
+    write_atomic(folder / f"{stem}.csv", pd.DataFrame(document["rows"], columns=columns).to_csv(index=False))
 
 
 def holder() -> dict[str, object]:
@@ -108,6 +127,18 @@ class FolderLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def hold(folder: Path, otherwise: str) -> Iterator[FolderLock]:
+    """The folder's lock for the time of one command; FolderBusy naming the holder and `otherwise` (what to do
+    instead) if another process has it."""
+    try:
+        lock = FolderLock(folder)
+    except FolderBusy as busy:
+        raise FolderBusy(f"{busy}; wait for it to finish, or {otherwise}") from None
+    with lock:
+        yield lock
 
 
 def read_holder(path: Path) -> dict[str, object]:

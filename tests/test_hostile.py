@@ -123,3 +123,105 @@ def test_case9_a_model_name_with_glob_and_markup_characters_resumes_and_prints_w
     done = qbench_cli("data", "mini", "--out", tmp_path / "d[x]", "--eval", "1", "--train", "1")
     assert done.exit_code == 0 and f"wrote {tmp_path / 'd[x]' / 'mini'}" in " ".join(done.output.split())
     assert named.is_dir()
+
+
+# --- case 3: speed and workload rows are never lost -------------------------------------------------------------------
+SPEED = ["speed", "--engine", "eager", "--new-tokens", "2", "--repeats", "1", "--dtype", "fp32", "--device", "cpu"]
+WORKLOAD = ["workload", "--stream", "vizwiz", "--questions", "3", "--plain-questions", "2", "--plain-batch", "2",
+            "--device", "cpu", "--dtype", "fp32"]
+
+
+def test_case3_a_second_sweep_into_a_folder_being_written_is_refused_and_sweeps_add_up(tmp_path):
+    from qbench.folder import FolderLock
+
+    first = qbench_cli(*SPEED, "--model", "tiny-cobra", "--tokens", "16,36", "--output", tmp_path)
+    assert first.exit_code == 0, first.output
+    with FolderLock(tmp_path):  # another sweep is writing the folder
+        refused(qbench_cli(*SPEED, "--model", "tiny-llava", "--tokens", "16,36", "--output", tmp_path),
+                f"{tmp_path} is being written by pid", "wait for it to finish, or give another --output")
+    second = qbench_cli(*SPEED, "--model", "tiny-llava", "--tokens", "16,36", "--output", tmp_path)
+    assert second.exit_code == 0, second.output
+    rows = json.loads((tmp_path / "speed.json").read_text())["rows"]
+    assert [(r["model"], r["visual_tokens"]) for r in rows] == [(m, t) for m in ("tiny-cobra", "tiny-llava")
+                                                                for t in (16, 36)]
+    assert (tmp_path / "speed.csv").read_text().count("\n") == 1 + 4
+
+
+def test_case3_a_second_workload_into_a_folder_keeps_the_first_ones_rows(tmp_path):
+    for model in ("tiny-cobra", "tiny-llava"):
+        result = qbench_cli(*WORKLOAD, "--model", model, "--output", tmp_path)
+        assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "workload.json").read_text())
+    assert [row["model"] for row in document["rows"]] == ["tiny-cobra", "tiny-llava"]
+    assert len(document["commands"]) == 2 and len(document["configs"]) == 2
+    again = qbench_cli(*WORKLOAD, "--model", "tiny-cobra", "--output", tmp_path)  # the same configuration again
+    assert again.exit_code == 0, again.output
+    assert [row["model"] for row in json.loads((tmp_path / "workload.json").read_text())["rows"]] == \
+        ["tiny-cobra", "tiny-llava"]  # its row replaced, the other kept
+
+
+def test_case3_the_workloads_default_folder_keeps_an_earlier_workloads_rows(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for model in ("tiny-cobra", "tiny-llava"):
+        assert qbench_cli(*WORKLOAD, "--model", model).exit_code == 0
+    (folder,) = (tmp_path / "results" / "speed").iterdir()
+    assert folder.name.startswith("cpu_") and folder.name.endswith("_answering")
+    assert len(json.loads((folder / "workload.json").read_text())["rows"]) == 2
+
+
+@pytest.mark.parametrize("command", [[*SPEED, "--model", "tiny-cobra", "--tokens", "16,36"],
+                                     [*WORKLOAD, "--model", "tiny-cobra,tiny-llava"]])
+def test_case9_ctrl_c_in_speed_and_workload_says_what_was_kept(tmp_path, monkeypatch, command):
+    from qbench.speed import sweep, workload
+
+    calls = []
+
+    def stop_second(original):
+        def measured(*args, **kwargs):
+            if calls:
+                raise KeyboardInterrupt
+            calls.append(1)
+            return original(*args, **kwargs)
+        return measured
+
+    monkeypatch.setattr(sweep, "run_point", stop_second(sweep.run_point))
+    monkeypatch.setattr(workload, "measure", stop_second(workload.measure))
+    result = qbench_cli(*command, "--output", tmp_path)
+    assert result.exit_code == 130
+    file = "speed.json" if command[0] == "speed" else "workload.json"
+    said = " ".join(result.output.split())
+    assert f"interrupted: 1 rows kept in {tmp_path / file}; `qbench" in said and said.endswith("` resumes")
+    assert len(json.loads((tmp_path / file).read_text())["rows"]) == 1
+
+
+def test_case9_an_empty_stream_or_model_list_is_refused_without_claiming_a_file(tmp_path):
+    refused(qbench_cli(*WORKLOAD, "--stream", "", "--output", tmp_path), "--stream takes one or more names", "got ''")
+    refused(qbench_cli(*SPEED, "--model", ",", "--output", tmp_path), "--model takes one or more names")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command,said", [
+    (["run", "--model", "tiny-llava", "--suite", "mini", "--seed", str(10 ** 22)], "Invalid value for '--seed'"),
+    (["train", "--model", "tiny-llava", "--out", "{tmp}/t", "--seed", str(10 ** 22)], "Invalid value for '--seed'"),
+    ([*SPEED, "--model", "tiny-cobra", "--tokens", "²"], "--tokens takes whole numbers of 1 or more"),
+    ([*SPEED, "--model", "tiny-cobra", "--batch", "²"], "--batch takes whole numbers of 1 or more"),
+    (["ablate", "--seeds", "²"], "--seeds takes whole numbers of 0 or more"),
+    (["ablate", "--seeds", str(10 ** 22)], "--seeds takes whole numbers from 0 to 2147483647"),
+    (["ablate", "--shard", "²/3"], "--shard takes i/n"),
+])
+def test_case9_messages_name_the_option(tmp_path, command, said):
+    refused(qbench_cli(*(arg.replace("{tmp}", str(tmp_path)) for arg in command)), said)
+    assert not (tmp_path / "t").exists()
+
+
+# --- case 7: training refuses what cannot train ------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["train", "ablate"])
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "0"])
+def test_case7_a_learning_rate_that_cannot_train_is_refused_up_front_naming_the_option(tmp_path, monkeypatch,
+                                                                                      command, value):
+    monkeypatch.chdir(tmp_path)
+    built = []
+    monkeypatch.setattr(qbench.vlm.VLM, "__init__", lambda *args, **kwargs: built.append(1))
+    refused(qbench_cli(command, "--lr", value, *(["--model", "tiny-llava", "--out", "t"] if command == "train" else [])),
+            "--lr takes a finite number above 0, e.g. --lr 1e-3")
+    assert not built and list(tmp_path.iterdir()) == []

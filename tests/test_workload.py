@@ -28,7 +28,7 @@ def test_one_row_per_model_and_stream_with_identical_answers(workload):
     assert result.exit_code == 0, result.output
     document = json.loads((out / "workload.json").read_text())
     assert document["schema"] == "qbench.workload/1"
-    assert document["command"].startswith("qbench workload --model tiny-cobra,tiny-llava")
+    assert document["commands"][0].startswith("qbench workload --model tiny-cobra,tiny-llava")
     assert document["environment"]["device"] == "cpu" and document["environment"]["torch"]
     rows = document["rows"]
     assert [(r["model"], r["stream"]) for r in rows] == [(m, s) for m in ("tiny-cobra", "tiny-llava")
