@@ -4,6 +4,7 @@ one `error:` line naming the file or option, exit status 2, nothing lost, nothin
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import qbench
 from qbench.checkpoints import CheckpointMismatch, load_vlm, save_native
 from qbench.cli import app
 from qbench.suites import runner
+from qbench.train import loop
 
 
 def qbench_cli(*args):
@@ -225,3 +227,78 @@ def test_case7_a_learning_rate_that_cannot_train_is_refused_up_front_naming_the_
     refused(qbench_cli(command, "--lr", value, *(["--model", "tiny-llava", "--out", "t"] if command == "train" else [])),
             "--lr takes a finite number above 0, e.g. --lr 1e-3")
     assert not built and list(tmp_path.iterdir()) == []
+
+
+# --- cases 1, 4, 7: training resumes only what it began, and recovery never deletes the good checkpoint --------------
+def conversations(root: Path, answers: list[str], question: str = "What color is the image?") -> list[str]:
+    """A 4-conversation LLaVA JSON (one image each) and the options that train on it."""
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for index, (colour, answer) in enumerate(zip(["red", "green", "blue", "yellow"], answers)):
+        Image.new("RGB", (64, 64), colour).save(root / f"{index}.png")
+        entries.append({"id": str(index), "image": f"{index}.png", "conversations": [
+            {"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}]})
+    (root / "llava.json").write_text(json.dumps(entries))
+    return ["--data", root / "llava.json", "--image-dir", root]
+
+
+TRAIN = ["train", "--model", "tiny-llava", "--steps", "4", "--batch-size", "2", "--recipe", "cobra", "--device", "cpu",
+         "--save-every", "1"]
+
+
+def test_case1_training_refuses_to_resume_on_changed_data(tmp_path):
+    data = conversations(tmp_path / "data", ["red", "green", "blue", "yellow"])
+    first = qbench_cli(*TRAIN, *data, "--out", tmp_path / "run", "--stop-after", "2")
+    assert first.exit_code == 0, first.output
+    changed = conversations(tmp_path / "data", ["rot", "grun", "blau", "gelb"], "Welche Farbe hat das Bild?")
+    refused(qbench_cli(*TRAIN, *changed, "--out", tmp_path / "run", "--stop-after", "2"),  # the same command
+            f"{tmp_path / 'run' / 'resume'} was written by a run with a different data",
+            "or train into another --out")
+    assert loop.sealed_step(tmp_path / "run" / "resume") == 2  # kept for the original data
+    again = qbench_cli(*TRAIN, *conversations(tmp_path / "data", ["red", "green", "blue", "yellow"]), "--out",
+                       tmp_path / "run")
+    assert again.exit_code == 0, again.output  # the same data resumes
+    assert json.loads((tmp_path / "run" / "train.json").read_text())["steps_done"] == 4
+
+
+def test_case4_a_lying_seal_does_not_delete_the_good_checkpoint(tmp_path):
+    data = conversations(tmp_path / "data", ["red", "green", "blue", "yellow"])
+    out = tmp_path / "run"
+    assert qbench_cli(*TRAIN, *data, "--out", out, "--stop-after", "2").exit_code == 0
+    lying = out / "resume.new"
+    shutil.copytree(out / "resume", lying)
+    weights = (lying / "model.safetensors").read_bytes()
+    (lying / "model.safetensors").write_bytes(weights[: len(weights) // 2])  # truncated
+    (lying / "complete.json").write_text(json.dumps({"global_step": 999}))  # but claims to be complete
+    result = qbench_cli(*TRAIN, *data, "--out", out)
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "train.json").read_text())
+    assert record["finished"] and record["steps_done"] == 4 and [s for s, _ in record["log"]] == [1, 2, 3, 4]
+    assert not lying.exists()
+
+
+def test_case7_a_resume_folder_linking_out_of_out_is_refused_and_nothing_outside_is_touched(tmp_path):
+    data = conversations(tmp_path / "data", ["red", "green", "blue", "yellow"])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "complete.json").write_text('{"global_step": 1}')
+    (outside / "precious.txt").write_text("keep me")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "resume").symlink_to(outside)
+    refused(qbench_cli(*TRAIN, *data, "--out", tmp_path / "run"),
+            f"{tmp_path / 'run' / 'resume'} is a symbolic link (to {outside})", "remove the link")
+    assert sorted(p.name for p in outside.iterdir()) == ["complete.json", "precious.txt"]
+
+
+def test_case7_a_resume_state_claiming_an_absurd_step_is_refused(tmp_path):
+    data = conversations(tmp_path / "data", ["red", "green", "blue", "yellow"])
+    out = tmp_path / "run"
+    assert qbench_cli(*TRAIN, *data, "--out", out, "--stop-after", "2").exit_code == 0
+    state = torch.load(out / "resume" / loop.TRAINER_FILE, weights_only=True)
+    torch.save({**state, "step": 10 ** 6}, out / "resume" / loop.TRAINER_FILE)
+    loop.seal(out / "resume", 10 ** 6)
+    refused(qbench_cli(*TRAIN, *data, "--out", out),
+            f"{out / 'resume' / 'trainer.pt'} claims step 1000000 of stage 0, which this run (4 steps per stage) "
+            "does not have", f"delete {out / 'resume'} to start this training afresh")
