@@ -302,3 +302,28 @@ def test_case7_a_resume_state_claiming_an_absurd_step_is_refused(tmp_path):
     refused(qbench_cli(*TRAIN, *data, "--out", out),
             f"{out / 'resume' / 'trainer.pt'} claims step 1000000 of stage 0, which this run (4 steps per stage) "
             "does not have", f"delete {out / 'resume'} to start this training afresh")
+
+
+# --- case 8: an ablation evaluated with one --limit is not reported as another ----------------------------------------
+ABLATE = ["ablate", "--projectors", "mlp", "--backbones", "llama", "--name", "t", "--steps", "2", "--batch-size", "4",
+          "--train-questions", "8", "--device", "cpu", "--recipe", "cobra"]
+
+
+def test_case8_a_later_eval_with_another_limit_is_refused_and_the_limit_is_recorded(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = qbench_cli(*ABLATE, "--limit", "4")
+    assert first.exit_code == 0, first.output
+    record = json.loads((tmp_path / "results/ablation/t/ablation.json").read_text())
+    assert (record["suite"], record["limit"], record["train_questions"]) == ("mini", 4, 8)
+    tables = {p: p.read_bytes() for p in (tmp_path / "results/ablation/t").iterdir()}
+    refused(qbench_cli(*ABLATE, "--phases", "eval", "--limit", "8"),
+            "results/ablation/t holds the results of ablation 't' of another configuration (limit 4 vs 8)")
+    assert {p: p.read_bytes() for p in (tmp_path / "results/ablation/t").iterdir()} == tables
+    (tmp_path / "results/ablation/t").rename(tmp_path / "elsewhere")  # the tables gone, the evaluations are not
+    refused(qbench_cli(*ABLATE, "--phases", "eval", "--limit", "8"),
+            "data/ablation/t/tiny-mlp-llama/seed0/eval.json holds an evaluation on suite mini with --limit 4, and "
+            "this asks suite mini with --limit 8", "remove data/ablation/t/tiny-mlp-llama/seed0/eval.json")
+    again = qbench_cli(*ABLATE, "--phases", "eval", "--limit", "4")  # the same evaluation: its tables again
+    assert again.exit_code == 0, again.output
+    refused(qbench_cli(*ABLATE[:-4], "--steps", "3", "--phases", "eval", "--limit", "4"),
+            "results/ablation/t holds the results of ablation 't' of another configuration (steps 2 vs 3")
