@@ -79,26 +79,34 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print a JSON list
 
 
 @app.command()
-def report(results: str = typer.Option("results", help="Folder of run summaries, speed sweeps and ablations."),
-           out: str = typer.Option("results/report", help="Where the tables, figures and README.md go.")) -> None:
-    """Tables (Markdown, LaTeX, CSV), figures (PNG, PDF) and a README from every result file under --results."""
+def report(results: str = typer.Option("results", help="Folder whose runs/, speed/, ablation/ and train/ are read "
+                                                       "(runs and speed sweeps: unless --runs, --speed say where)."),
+           runs: list[str] = typer.Option([], help="Run folders, or folders of them, to read instead of "
+                                                   "RESULTS/runs (repeatable)."),
+           speed: list[str] = typer.Option([], help="Speed folders (speed.json), or folders of them, to read "
+                                                    "instead of RESULTS/speed (repeatable)."),
+           device: str = typer.Option(None, help="Only measurements on this device: cpu, cuda (any GPU) or part "
+                                                 "of a GPU's name (e.g. H100)."),
+           tracked: bool = typer.Option(False, "--tracked", help="Only result files git tracks (the project's "
+                                                                 "published record: make report)."),
+           out: str = typer.Option("report", help="Where the tables, figures, README.md and report.json go; a "
+                                                  "folder holding a report of other inputs is refused.")) -> None:
+    """Tables (Markdown, LaTeX, CSV), figures (PNG, PDF) and a README from the result files asked for."""
     import warnings
 
-    from qbench.report import SkippedResult, build_report
+    from qbench.report import Request, SkippedResult, build_report
 
+    request = Request(results, tuple(runs), tuple(speed), device, tracked)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SkippedResult)
-        try:
-            artefacts = build_report(results, out)
-        except FileNotFoundError as error:
-            fail(str(error))
+        artefacts = build_report(request, out)
     for warning in caught:
-        console.print(f"[yellow]warning:[/yellow] {warning.message}", highlight=False, soft_wrap=True)
+        warn(str(warning.message))
     for artefact in artefacts:
-        done = f"[green]made[/green] {artefact.kind} {artefact.name}"
-        console.print(done if not artefact.missing else f"[dim]not made[/dim] {artefact.kind} {artefact.name}: "
-                      f"{artefact.missing}", highlight=False, soft_wrap=True)
-    console.print(f"report: {out}/README.md", highlight=False)
+        done = f"[green]made[/green] {artefact.kind} {escape(artefact.name)}"
+        console.print(done if not artefact.missing else f"[dim]not made[/dim] {artefact.kind} "
+                      f"{escape(artefact.name)}: {escape(artefact.missing)}", highlight=False, soft_wrap=True)
+    console.print(f"report: {out}/README.md", highlight=False, markup=False)
 
 
 @app.command()

@@ -327,3 +327,75 @@ def test_case8_a_later_eval_with_another_limit_is_refused_and_the_limit_is_recor
     assert again.exit_code == 0, again.output
     refused(qbench_cli(*ABLATE[:-4], "--steps", "3", "--phases", "eval", "--limit", "4"),
             "results/ablation/t holds the results of ablation 't' of another configuration (steps 2 vs 3")
+
+
+# --- case 6: the report skips what it cannot read, naming it, and shows no infinity ----------------------------------
+def report_of(results: Path, out: Path):
+    return qbench_cli("report", "--results", results, "--out", out)
+
+
+def comparable_runs(root: Path) -> None:
+    from run_folders import write_run
+
+    write_run(root / "runs" / "a", {"mini_gqa": [1, 0, 1, 1]}, model="tiny-llava")
+    write_run(root / "runs" / "b", {"mini_gqa": [0, 0, 1, 0]}, model="tiny-cobra")
+
+
+@pytest.mark.parametrize("damage,said", [
+    (lambda run: (run / "samples.jsonl").write_text((run / "samples.jsonl").read_text()[:-30]),
+     "runs/c/samples.jsonl: line 4 is not JSON"),
+    (lambda run: (run / "summary.json").write_text((run / "summary.json").read_text().replace(
+        '"exact_match": 0.5', '"exact_match": ' + "9" * 5000)), "runs/c/summary.json: cannot be read as JSON"),
+    (lambda run: (run / "summary.json").write_text((run / "summary.json").read_text().replace(
+        '"exact_match": 0.5', '"exact_match": ' + "9" * 401)), "runs/c/summary.json: has metrics.mini_gqa.exact_match"),
+    (lambda run: (run / "summary.json").write_text((run / "summary.json").read_text().replace(
+        '"exact_match": 0.5', '"exact_match": 1e999')), "runs/c/summary.json: has metrics.mini_gqa.exact_match = inf"),
+    (lambda run: ((run / "samples.jsonl").unlink(), (run / "samples.jsonl").mkdir()),
+     "runs/c/samples.jsonl: cannot be read"),
+])
+def test_case6_a_bad_run_among_comparable_ones_is_skipped_with_a_warning_naming_it(tmp_path, damage, said):
+    from run_folders import write_run
+
+    root = tmp_path / "results"
+    comparable_runs(root)
+    damage(write_run(root / "runs" / "c", {"mini_gqa": [1, 0, 1, 0]}, model="tiny-ml-mamba"))
+    result = report_of(root, tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    assert f"warning: skipped {said}" in " ".join(result.output.split())
+    compared = (tmp_path / "report" / "tables" / "comparisons.csv").read_text()
+    assert "tiny-llava" in compared and "tiny-ml-mamba" not in compared
+    assert "inf" not in (tmp_path / "report" / "tables" / "accuracy.md").read_text()
+
+
+def test_case6_a_folder_name_that_is_not_utf8_is_skipped_by_name(tmp_path):
+    import os
+
+    from run_folders import write_run
+
+    root = tmp_path / "results"
+    comparable_runs(root)
+    write_run(Path(os.fsdecode(bytes(root / "runs") + b"/bad\xff")), {"mini_gqa": [1, 0]})
+    result = report_of(root, tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    assert "warning: skipped runs/bad\\xff/summary.json: its name is not valid UTF-8; rename it" in \
+        " ".join(result.output.split())
+    assert "bad" not in (tmp_path / "report" / "README.md").read_text().split("Skipped")[0]
+
+
+def test_case6_a_speed_row_of_infinity_is_skipped_not_shown_as_inf_plus_minus_zero(tmp_path):
+    root = tmp_path / "results" / "speed" / "x"
+    root.mkdir(parents=True)
+    (root / "speed.json").write_text(json.dumps({"schema": "qbench.speed/1", "environment": {"gpu": "G"}, "rows": [
+        {"model": "tiny-cobra", "engine": "eager", "status": "ok", "visual_tokens": 16, "batch": 1,
+         "e2e_tokens_per_s": float("inf")}]}))
+    result = report_of(tmp_path / "results", tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    assert "skipped speed/x/speed.json: rows[0].e2e_tokens_per_s is inf, not a finite number" in \
+        " ".join(result.output.split())
+
+
+def test_case6_a_bad_out_is_one_error_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    (tmp_path / "results").mkdir()
+    refused(report_of(tmp_path / "results", blocker / "report"), f"--out {blocker / 'report'}: cannot write there")
