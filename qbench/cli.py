@@ -419,9 +419,12 @@ def run(
     os.environ.setdefault("LOGURU_LEVEL", "WARNING")  # lmms-eval's debug lines
     os.environ.setdefault("TQDM_DISABLE", "1")  # lmms-eval's and datasets' bars: the rich one says it all
     from qbench.folder import FolderBusy
-    from qbench.suites.runner import RunInterrupted
+    from qbench.suites.runner import RunInterrupted, random_weights_warning
     from qbench.suites.runner import run as run_suite
 
+    said = random_weights_warning(model, checkpoint, seed)
+    if said:
+        warn(said)
     try:
         summary, folder = run_suite(model, suite, limit, checkpoint, data_dir, output, device, dtype, batch_size,
                                     variant, seed=seed, engine=engine)
@@ -447,18 +450,40 @@ def interrupted(kept: str, then: str = "resumes") -> None:
     raise typer.Exit(130)
 
 
+METRIC_LABELS = {"pope_yes_ratio": "truth_yes_ratio (lmms-eval's pope_yes_ratio)",
+                 "pope_answer_yes_ratio": "answer_yes_ratio"}  # whose 'yes' each POPE ratio counts
+
+
 def print_run(summary: dict, folder) -> None:
-    table = Table(title=f"{summary['model']} on {summary['suite']} (lmms-eval scoring, x100)")
+    """The run's scores in percent with their 95% intervals, and a line saying when the weights were random."""
+    table = Table(title=escape(f"{summary['model']} on {summary['suite']} (lmms-eval scoring, %, 95% intervals)"),
+                  caption=weights_line(summary.get("checkpoint") or {}))
     for column in ("task", "samples", "metrics"):
         table.add_column(column, justify="right" if column == "samples" else "left")
     for task, metrics in summary["metrics"].items():
-        table.add_row(task, str(summary["n_samples"][task]),
-                      "  ".join(f"{name} {100 * value:.1f}" for name, value in metrics.items()))
+        intervals = (summary.get("intervals") or {}).get(task) or {}
+        table.add_row(escape(task), str(summary["n_samples"][task]), "  ".join(
+            f"{METRIC_LABELS.get(name, name)} {100 * value:.1f}{interval_text(intervals.get(name))}"
+            for name, value in metrics.items()))
     console.print(table)
     variants = ", ".join(f"{k}={v}" for k, v in summary["variants"].items()) or "none (lmms-eval's own scoring)"
     rate = f"{summary['samples_per_s']:.2f} samples/s" if summary["samples_per_s"] else "all answers resumed"
-    console.print(f"variants: {variants}; errors: {summary['errors']}; {rate} on {summary['device']}", highlight=False)
+    console.print(f"variants: {variants}; errors: {summary['errors']}; {rate} on {summary['device']}", highlight=False,
+                  markup=False)
     wrote(f"{folder}/summary.json and samples.jsonl")
+
+
+def weights_line(checkpoint: dict) -> str | None:
+    """The run table's line for random weights, whose scores are chance."""
+    if checkpoint.get("source") != "random":
+        return None
+    return f"[yellow]random weights, seed {checkpoint.get('seed')}: scores are chance[/yellow]"
+
+
+def interval_text(found: dict | None) -> str:
+    """' [lo, hi]' in percent, or nothing without an interval."""
+    ci = (found or {}).get("ci")
+    return f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
 
 
 data_app = typer.Typer(help="Datasets: the offline mini-suites.", no_args_is_help=True)

@@ -118,10 +118,11 @@ def test_case9_float16_weights_relabelled_as_int16_are_refused(checkpoint, tmp_p
 
 def test_case9_a_model_name_with_glob_and_markup_characters_resumes_and_prints_whole(checkpoint, tmp_path):
     named = altered(checkpoint, tmp_path / "ckpt", name="tiny[x]")
-    request = {"model": "tiny[x]", "suite": "mini", "limit": 1}
-    folder, lock = runner.claim_folder(tmp_path / "runs", request, {"checkpoint": None, "data": {}})
+    request, identity = {"model": "tiny[x]", "suite": "mini", "limit": 1}, {"checkpoint": None, "data": {}}
+    folder, lock = runner.claim_folder(tmp_path / "runs", request, identity)
     lock.release()
-    assert runner.unfinished(tmp_path / "runs", request) == folder  # found again: its answers are not orphaned
+    assert runner.unfinished(tmp_path / "runs", request, runner.folder_prefix(request, identity)) == folder
+    # found again: its answers are not orphaned
     done = qbench_cli("data", "mini", "--out", tmp_path / "d[x]", "--eval", "1", "--train", "1")
     assert done.exit_code == 0 and f"wrote {tmp_path / 'd[x]' / 'mini'}" in " ".join(done.output.split())
     assert named.is_dir()

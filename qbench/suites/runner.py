@@ -3,7 +3,8 @@
     summary.json    schema qbench.run/1: metric per task, model spec, checkpoint and its hash, variants,
                     library versions, device, samples/s
     samples.jsonl   one row per sample: task, doc_id, question_id (a string), prompt, answer, target (a list),
-                    metric (the task's first), score (lmms-eval's, by that metric), error
+                    image (what image it asks about: the dataset's image id, or a digest of the image), metric
+                    (the task's first), score (lmms-eval's, by that metric), error
     lmms_eval_results.json   lmms-eval's own results (configs, versions, sample counts)
 
     run.json        what was asked (model, suite, limit, variants, max_new_tokens, dtype) and the identity of what
@@ -136,9 +137,18 @@ class RunInterrupted(KeyboardInterrupt):
         self.folder, self.kept = folder, kept
 
 
-def unfinished(output: Path, request: dict[str, Any]) -> Path | None:
-    """The newest run folder under `output` asked with the same request that has no summary yet."""
-    for folder in sorted(output.glob(glob.escape(f"{request['model']}__{request['suite']}__") + "*"), reverse=True):
+def folder_prefix(request: dict[str, Any], identity: dict[str, Any]) -> str:
+    """How a run folder's name begins: <model>__<suite>__, or with random weights <model>-random-seed<N>__<suite>__,
+    so that a folder of chance-level answers says so."""
+    checkpoint = identity.get("checkpoint") or {}
+    weights = f"-random-seed{checkpoint.get('seed')}" if checkpoint.get("source") == "random" else ""
+    return f"{request['model']}{weights}__{request['suite']}__"
+
+
+def unfinished(output: Path, request: dict[str, Any], prefix: str) -> Path | None:
+    """The newest run folder under `output` (named `prefix`...) asked with the same request that has no summary
+    yet."""
+    for folder in sorted(output.glob(glob.escape(prefix) + "*"), reverse=True):
         saved = folder / SETTINGS
         if saved.is_file() and not (folder / "summary.json").exists():
             if {key: value for key, value in json.loads(saved.read_text()).items() if key in request} == request:
@@ -172,7 +182,8 @@ def claim_folder(output: Path, request: dict[str, Any], identity: dict[str, Any]
     """The run folder to write, locked for this process: the unfinished run of the same request (resumed, if its
     weights and data are the ones given now), else a new folder. FolderBusy if another process writes it."""
     with FolderLock(output, wait=True):  # one process at a time chooses, so two cannot both start a new folder
-        folder = unfinished(output, request)
+        prefix = folder_prefix(request, identity)
+        folder = unfinished(output, request, prefix)
         if folder is not None:
             lock = FolderLock(folder)
             saved = json.loads((folder / SETTINGS).read_text())
@@ -184,7 +195,6 @@ def claim_folder(output: Path, request: dict[str, Any], identity: dict[str, Any]
                                     f"ones: to start fresh, remove or move {folder}, or give another --output")
             return folder, lock
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        prefix = f"{request['model']}__{request['suite']}__"
         folder, count = inside(output, prefix + stamp, "the run folder of model"), 1
         while folder.exists():
             count += 1
@@ -222,8 +232,16 @@ def metrics_of(results: dict[str, Any], task: str) -> dict[str, float]:
     return found
 
 
+def with_answer_yes_ratio(rows: list[dict[str, Any]], metrics: dict[str, dict[str, float]]) -> None:
+    """Beside lmms-eval's pope_yes_ratio (the ground truth's share of 'yes'), the model's own share of 'yes' answers
+    (stats.MODEL_YES_RATIO): a model answering 'yes' every time shows 100, not lmms-eval's 50."""
+    for task, values in metrics.items():
+        if "pope_yes_ratio" in values:
+            values[stats.MODEL_YES_RATIO] = stats.answer_yes_ratio([row for row in rows if row["task"] == task])
+
+
 def intervals_of(rows: list[dict[str, Any]], metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
-    """Each task's 95% bootstrap interval and sample count for every metric lmms-eval reports for it."""
+    """Each task's 95% bootstrap interval (by image), sample and image counts for every metric it reports."""
     found = {}
     for task, names in metrics.items():
         picked = [row for row in rows if row["task"] == task]
@@ -263,7 +281,7 @@ def scored_rows(results: dict[str, Any], tasks: dict[str, Any], folder: Path) ->
             question, target = row["question_id"], row["target"]
             rows.append({**row, "question_id": None if question is None else str(question),
                          "target": target if isinstance(target, list) else [] if target is None else [target],
-                         "metric": metric, "score": sample_score(logged, metric)})
+                         "image": row.get("image"), "metric": metric, "score": sample_score(logged, metric)})
     return rows
 
 
@@ -295,6 +313,7 @@ def summarize(vlm: VLM, prepared: Prepared, settings: dict[str, Any], results: d
               started: str) -> dict[str, Any]:
     generated, seconds = work
     metrics = {name: metrics_of(results, name) for name in prepared.tasks}
+    with_answer_yes_ratio(rows, metrics)
     return {
         "schema": SCHEMA, "model": settings["model"], "suite": prepared.suite.name, "spec": vlm.spec.to_dict(),
         "checkpoint": settings["checkpoint"], "metrics": metrics,
@@ -403,10 +422,30 @@ def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None
     init_distributed(chosen)
     prepared = prepare(suite, data_dir, variants, max_new_tokens)
     vlm = load_vlm(model, checkpoint, chosen, precision, seed)
-    source = checkpoint or (model if Path(model).is_dir() else spec.weights)
+    source = weights_source(model, checkpoint)
     with prompted(vlm, prepared.variants):
         return execute(vlm, spec.name, prepared, checkpoint_info(source, seed), output, limit, batch_size,
                        max_new_tokens, engine)
+
+
+def weights_source(model: str, checkpoint: str | None) -> str:
+    """Where a run's weights come from: the --checkpoint, a checkpoint folder given as --model, or the preset's own
+    ('random' for a preset without published weights)."""
+    from qbench.checkpoints import model_spec
+
+    return checkpoint or (model if Path(model).is_dir() else model_spec(model).weights)
+
+
+def random_weights_warning(model: str, checkpoint: str | None, seed: int) -> str | None:
+    """What to say before a full-size preset runs on random weights (its answers are chance); None otherwise."""
+    from qbench.checkpoints import model_spec
+
+    spec = model_spec(model)
+    if weights_source(model, checkpoint) != "random" or spec.name.startswith("tiny-"):
+        return None
+    why = "as asked (--checkpoint random)" if checkpoint == "random" else "since it has no published weights"
+    return (f"{spec.name} runs on random weights (seed {seed}) {why}: its answers are chance and its scores mean "
+            "nothing; give --checkpoint with trained weights to measure the model")
 
 
 def evaluate(vlm: VLM, suite: str = "mini", limit: int | None = None, output: str | Path = DEFAULT_OUTPUT,

@@ -79,8 +79,18 @@ def provenance(task: SuiteTask, data_dir: Path, loaded: Any) -> dict[str, str | 
     if task.images is not None and task.images.dataset != dataset:
         images = local_copy(data_dir, task.images.dataset)
         found.append(fingerprint(images) if images else f"hub:{task.images.dataset}")
+    generated = {"generator": mini_generator(local)} if dataset.startswith(GENERATED_ORG + "/") else {}
     return {"source": "local", "hub_id": dataset, "revision": None, "path": str(local.resolve()),
-            "fingerprint": "+".join(found)}
+            "fingerprint": "+".join(found), **generated}
+
+
+def mini_generator(local: Path) -> str | None:
+    """The generator version of a generated dataset (its MINI.json's), which `qbench compare` names when two runs'
+    generated data differ."""
+    from qbench.suites.mini import MANIFEST, read_settings
+
+    manifest = local.parent / MANIFEST
+    return read_settings(manifest)["generator"] if manifest.is_file() else None
 
 
 def hub_revision(loaded: Any) -> str | None:
