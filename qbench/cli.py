@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
 import typer
@@ -15,8 +16,8 @@ from qbench.inputs import UserError
 
 class Commands(TyperGroup):
     """The subcommands, with one place that turns a user's mistake into one `error: ...` line and exit status 2:
-    a bad option (typer's usage errors) or a UserError/ValueError from the work. `qbench --debug` (QBENCH_DEBUG=1)
-    re-raises the latter, traceback and all."""
+    a bad option (typer's usage errors), a UserError/ValueError from the work, or a full disk. `qbench --debug`
+    (QBENCH_DEBUG=1) re-raises the latter, traceback and all."""
 
     def invoke(self, ctx: typer.Context):
         try:
@@ -29,6 +30,11 @@ class Commands(TyperGroup):
             if ctx.params.get("debug"):
                 raise
             fail(str(error))
+        except OSError as error:
+            if error.errno != errno.ENOSPC or ctx.params.get("debug"):
+                raise
+            fail(f"no space left on the device while writing {error.filename or 'a result'}: free some space and "
+                 "run the same command again (what was written whole is kept; runs and trainings resume)")
 
 
 app = typer.Typer(cls=Commands, help="Benchmark and evaluation harness for multimodal LLMs on Mamba backbones.",

@@ -21,13 +21,16 @@ from typing import Any
 import torch
 
 from qbench.folder import write_atomic
+from qbench.inputs import check_folder
 
 CACHE_ENV = "QBENCH_CACHE"  # qbench's cache root (default ~/.cache/qbench)
 MEMO = "fingerprints.json"
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "qbench")
+    """qbench's cache folder ($QBENCH_CACHE, default ~/.cache/qbench); a UserError when it is a file."""
+    return check_folder(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "qbench", CACHE_ENV,
+                        f"set {CACHE_ENV} to a folder qbench may keep file digests in")
 
 
 def memo_key(path: Path) -> str | None:

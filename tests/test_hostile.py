@@ -33,6 +33,18 @@ def refused(result, *phrases: str) -> str:
     return said
 
 
+def failed_after_work(result, *phrases: str) -> str:
+    """A command that stopped after doing some work (its progress printed): exit 2 and one `error:` line, its
+    last, checked for each phrase."""
+    assert result.exit_code == 2, (result.output, result.exception)
+    errors = [line for line in result.output.strip().splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and result.output.strip().splitlines()[-1] == errors[0], result.output
+    said = " ".join(errors[0].split())
+    for phrase in phrases:
+        assert phrase in said, said
+    return said
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A qbench checkpoint folder of tiny-llava."""
@@ -400,3 +412,69 @@ def test_case6_a_bad_out_is_one_error_line(tmp_path):
     blocker.write_text("")
     (tmp_path / "results").mkdir()
     refused(report_of(tmp_path / "results", blocker / "report"), f"--out {blocker / 'report'}: cannot write there")
+
+
+# --- case 9: the environment's folders and a full disk ------------------------------------------------------------------
+@pytest.mark.parametrize("variable,option", [("QBENCH_CACHE", None), ("HF_DATASETS_CACHE", None),
+                                             ("QBENCH_HUB_DIR", None), (None, "--data-dir")])
+def test_case9_a_file_where_a_folder_belongs_is_named_before_anything_is_made(tmp_path, monkeypatch, variable, option):
+    import datasets
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    if variable == "HF_DATASETS_CACHE":
+        monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", blocker)  # read when datasets is imported
+    elif variable:
+        monkeypatch.setenv(variable, str(blocker))
+    model = "cobra" if variable == "QBENCH_HUB_DIR" else "tiny-cobra"  # the hub mirror is where cobra is looked for
+    refused(qbench_cli("run", "--model", model, "--suite", "mini", "--output", tmp_path / "runs", "--data-dir",
+                       blocker if option else tmp_path / "data"),
+            f"{variable or option} {blocker} is a file, not a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def no_space(path) -> OSError:
+    import errno
+
+    return OSError(errno.ENOSPC, "No space left on device", str(path))
+
+
+def test_case9_a_disk_filling_mid_run_is_one_line_and_the_run_resumes(tmp_path, monkeypatch):
+    from qbench.suites import journal, mini
+
+    mini.write(tmp_path / "data", eval_questions=2, train_questions=1)
+    add = journal.Journal.add
+    monkeypatch.setattr(journal.Journal, "add", lambda self, rows: (_ for _ in ()).throw(no_space(self.path)))
+    args = ["run", "--model", "tiny-llava", "--suite", "mini", "--limit", "1", "--output", tmp_path / "runs",
+            "--data-dir", tmp_path / "data", "--device", "cpu"]
+    said = failed_after_work(qbench_cli(*args), "no space left on the device while writing", "progress-rank0.jsonl",
+                             "run the same command again")
+    monkeypatch.setattr(journal.Journal, "add", add)
+    again = qbench_cli(*args)
+    assert again.exit_code == 0, again.output
+    (folder,) = [path for path in (tmp_path / "runs").iterdir() if path.is_dir()]
+    assert f"{folder}" in said and (folder / "summary.json").is_file()
+
+
+def test_case9_a_disk_filling_mid_save_keeps_the_last_checkpoint_and_training_resumes(tmp_path, monkeypatch):
+    data = conversations(tmp_path / "data", ["red", "green", "blue", "yellow"])
+    saves, save = [], loop.save_native
+
+    def filling(vlm, directory, *args, **kwargs):
+        saves.append(directory)
+        if len(saves) == 2:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            (Path(directory) / "model.safetensors").write_bytes(b"half")
+            raise no_space(Path(directory) / "model.safetensors")
+        return save(vlm, directory, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "save_native", filling)
+    out = tmp_path / "run"
+    failed_after_work(qbench_cli(*TRAIN, *data, "--out", out), "no space left on the device while writing",
+                      f"{out / 'resume.new' / 'model.safetensors'}")
+    assert loop.sealed_step(out / "resume") == 1
+    monkeypatch.setattr(loop, "save_native", save)
+    again = qbench_cli(*TRAIN, *data, "--out", out)
+    assert again.exit_code == 0, again.output
+    record = json.loads((out / "train.json").read_text())
+    assert record["finished"] and [step for step, _ in record["log"]] == [1, 2, 3, 4]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from qbench.inputs import UserError
+from qbench.inputs import UserError, check_folder
 
 
 class WeightsNotFound(FileNotFoundError, UserError):
@@ -14,6 +14,8 @@ class WeightsNotFound(FileNotFoundError, UserError):
 
 def mirror_path(repo_id: str) -> Path | None:
     root = os.environ.get("QBENCH_HUB_DIR")
+    if root:
+        check_folder(root, "QBENCH_HUB_DIR", "point it at a readable folder of hub copies (<org>/<name>), or unset it")
     return Path(root) / repo_id if root else None
 
 

@@ -37,12 +37,13 @@ import torch
 import torch.distributed as dist
 
 from qbench import stats
-from qbench.inputs import UserError, ensure_writable
+from qbench.inputs import UserError, check_folder, ensure_writable
 from qbench.fingerprint import fingerprint, weights_digest
 from qbench.folder import FolderBusy, FolderLock, inside, write_atomic
 from qbench.suites import journal
 from qbench.suites.lmms_model import ENGINES, QBenchLMM, process_rank
 from qbench.suites.registry import Suite, load_suite
+from qbench.suites.tasks import check_caches
 from qbench.suites.variants import Variant, parse_variants, prompt_variant
 from qbench.vlm import VLM
 
@@ -418,6 +419,8 @@ def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None
     chosen = pick_device(device)
     precision = resolve_dtype(dtype, chosen)
     check_ready(model, checkpoint)
+    check_folder(data_dir, "--data-dir", "give a folder of datasets (or one to generate the mini datasets in)")
+    check_caches()
     ensure_writable(output, "--output")
     init_distributed(chosen)
     prepared = prepare(suite, data_dir, variants, max_new_tokens)

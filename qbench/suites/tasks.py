@@ -14,6 +14,7 @@ from typing import Any
 
 from qbench.checkpoints.hub import WeightsNotFound
 from qbench.fingerprint import fingerprint
+from qbench.inputs import check_folder
 from qbench.registry import UnknownName
 from qbench.suites.registry import GENERATED_ORG, ImageSource, Suite, SuiteTask
 from qbench.suites.variants import Variant, apply_variants
@@ -161,6 +162,18 @@ def task_config(task: SuiteTask, data_dir: Path, variants: list[Variant], max_ne
     return apply_variants(point_at_data(config, task, data_dir), variants)
 
 
+def check_caches() -> None:
+    """The caches loading data writes to ($HF_DATASETS_CACHE, $QBENCH_CACHE) are folders; a UserError naming the
+    variable otherwise, before any data is made or loaded."""
+    import datasets
+
+    from qbench.fingerprint import cache_root
+
+    check_folder(datasets.config.HF_DATASETS_CACHE, "HF_DATASETS_CACHE",
+                 "set it to a folder the datasets library may cache in, or unset it")
+    cache_root()
+
+
 def check_variants(suite: Suite, variants: list[Variant]) -> None:
     from qbench.suites.variants import MODEL_PROMPT, applies
 
@@ -173,6 +186,7 @@ def load_tasks(suite: Suite, data_dir: Path, variants: list[Variant], max_new_to
     """name -> lmms-eval Task with its data loaded; DataNotFound names the dataset and how to make a local copy."""
     from lmms_eval.api.task import ConfigurableTask
 
+    check_caches()
     check_variants(suite, variants)
     tasks: dict[str, Any] = {}
     for task in suite.tasks:
