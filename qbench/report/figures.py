@@ -101,11 +101,12 @@ def speed_caption(fig: Figure, speed: pd.DataFrame) -> None:
 
 def lines(ax: Axes, frame: pd.DataFrame, x: str, y: str, models: list[str], crossings: bool = True,
           **style: object) -> list[str]:
-    """One line per model x engine x GPU (colour = model, style = engine), and an X where a Transformer's line
-    crosses a Mamba model's; returns the engines drawn."""
+    """One line per model x engine x GPU (colour = model, style = engine) through the positive values (the axes are
+    logarithmic; the CPU measures no GPU memory), and an X where a Transformer's line crosses a Mamba model's;
+    returns the engines drawn."""
     engines = sorted(set(frame["engine"]))
     for (gpu, model, engine), group in frame.groupby(["gpu", "model", "engine"], sort=True):
-        group = group.dropna(subset=[y]).sort_values(x)
+        group = group[group[y] > 0].sort_values(x)
         linestyle, marker = engine_style(engine)
         ax.plot(group[x], group[y], **{"marker": marker, "linestyle": linestyle, "color": model_colour(model, models),
                                        **style})
@@ -201,6 +202,8 @@ def tokens_per_s(results: Results) -> tuple[Figure, pd.DataFrame]:
 
 def memory(results: Results) -> tuple[Figure, pd.DataFrame]:
     tokens, batches = ok_speed(results), ok_speed(results, batch_one=False, widest="batch")
+    if not (tokens["peak_mem_gib"] > 0).any():
+        raise NoData("no peak GPU memory measured (a CPU sweep measures none)")
     models = sorted(set(tokens["model"]) | set(batches["model"]))
     fig, axes = canvas(1, 2, figsize=(10, 4))
     engines = lines(axes[0], tokens, "visual_tokens", "peak_mem_gib", models)
