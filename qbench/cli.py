@@ -310,7 +310,8 @@ def ablate(
     projectors: str = typer.Option(None, help="Comma-separated projectors (default: mlp, ldp, msc, qmamba)."),
     backbones: str = typer.Option(None, help="Comma-separated backbones (default: mamba, mamba2, llama)."),
     preset: str = typer.Option("tiny", help="Scale of the combinations (only 'tiny' today)."),
-    name: str = typer.Option("tiny", help="Ablation name: results/ablation/<name>/, data/ablation/<name>/."),
+    name: str = typer.Option("tiny", help="Ablation name: results/ablation/<name>/, data/ablation/<name>/ (one "
+                             "holding an ablation of another configuration is refused: give another name)."),
     steps: int = typer.Option(1000, min=1),
     batch_size: int = typer.Option(32, min=1),
     lr: float = typer.Option(1e-3),
