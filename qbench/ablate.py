@@ -202,7 +202,8 @@ def what_differs(recorded: dict[str, Any], asked: dict[str, Any]) -> list[str]:
     lacks are not compared)."""
     found = []
     budget, wanted = recorded.get("budget") or {}, asked["budget"]
-    found += [f"{key} {budget.get(key)} vs {wanted[key]}" for key in wanted if key in budget and budget[key] != wanted[key]]
+    found += [f"{key} {budget[key]} vs {wanted[key]}" for key in wanted
+              if key in budget and budget[key] != wanted[key]]
     if "seeds" in recorded and recorded["seeds"] != asked["seeds"]:
         found.append(f"seeds {','.join(map(str, recorded['seeds']))} vs {','.join(map(str, asked['seeds']))}")
     combos = recorded.get("combos") or {}

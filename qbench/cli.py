@@ -150,7 +150,8 @@ def speed(
     )
 
     device = resolve_device(device)
-    config = SweepConfig(models=names(model, "--model", "cobra,llava"), tokens=counts(tokens, "--tokens", "256,576") or [None],
+    config = SweepConfig(models=names(model, "--model", "cobra,llava"),
+                         tokens=counts(tokens, "--tokens", "256,576") or [None],
                          batches=[b if b == LARGEST else counts(b, "--batch", "1,8,max")[0] for b in split(batch)],
                          engines=split(engine) or default_engines(device), new_tokens=new_tokens,
                          prompt_tokens=prompt_tokens, device=device, dtype=dtype, repeats=repeats,
@@ -426,15 +427,12 @@ def run(
     os.environ.setdefault("LOGURU_LEVEL", "WARNING")  # lmms-eval's debug lines
     os.environ.setdefault("TQDM_DISABLE", "1")  # lmms-eval's and datasets' bars: the rich one says it all
     from qbench.folder import FolderBusy
-    from qbench.suites.runner import RunInterrupted, random_weights_warning
+    from qbench.suites.runner import RunInterrupted
     from qbench.suites.runner import run as run_suite
 
-    said = random_weights_warning(model, checkpoint, seed)
-    if said:
-        warn(said)
     try:
         summary, folder = run_suite(model, suite, limit, checkpoint, data_dir, output, device, dtype, batch_size,
-                                    variant, seed=seed, engine=engine)
+                                    variant, seed=seed, engine=engine, warn=warn)
     except FolderBusy as error:
         fail(f"{error}. Wait for it to finish, or give another --output to run the same again separately")
     except RunInterrupted as stop:
@@ -452,7 +450,8 @@ def interrupted(kept: str, then: str = "resumes") -> None:
     import sys
 
     if os.environ.get("RANK", "0") == "0":  # one line for a torchrun job, not one per process
-        console.print(f"[yellow]interrupted:[/yellow] {escape(kept)}; `{escape(shlex.join(['qbench', *sys.argv[1:]]))}` {then}",
+        command = shlex.join(["qbench", *sys.argv[1:]])
+        console.print(f"[yellow]interrupted:[/yellow] {escape(kept)}; `{escape(command)}` {then}",
                       highlight=False, soft_wrap=True)
     raise typer.Exit(130)
 

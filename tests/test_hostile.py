@@ -229,7 +229,7 @@ def test_case9_messages_name_the_option(tmp_path, command, said):
     assert not (tmp_path / "t").exists()
 
 
-# --- case 7: training refuses what cannot train ------------------------------------------------------------------------
+# --- case 7: training refuses what cannot train ---------------------------------------------------------------------
 @pytest.mark.parametrize("command", ["train", "ablate"])
 @pytest.mark.parametrize("value", ["inf", "nan", "-1", "0"])
 def test_case7_a_learning_rate_that_cannot_train_is_refused_up_front_naming_the_option(tmp_path, monkeypatch,
@@ -237,8 +237,8 @@ def test_case7_a_learning_rate_that_cannot_train_is_refused_up_front_naming_the_
     monkeypatch.chdir(tmp_path)
     built = []
     monkeypatch.setattr(qbench.vlm.VLM, "__init__", lambda *args, **kwargs: built.append(1))
-    refused(qbench_cli(command, "--lr", value, *(["--model", "tiny-llava", "--out", "t"] if command == "train" else [])),
-            "--lr takes a finite number above 0, e.g. --lr 1e-3")
+    given = ["--model", "tiny-llava", "--out", "t"] if command == "train" else []
+    refused(qbench_cli(command, "--lr", value, *given), "--lr takes a finite number above 0, e.g. --lr 1e-3")
     assert not built and list(tmp_path.iterdir()) == []
 
 
@@ -414,7 +414,7 @@ def test_case6_a_bad_out_is_one_error_line(tmp_path):
     refused(report_of(tmp_path / "results", blocker / "report"), f"--out {blocker / 'report'}: cannot write there")
 
 
-# --- case 9: the environment's folders and a full disk ------------------------------------------------------------------
+# --- case 9: the environment's folders and a full disk ---------------------------------------------------------------
 @pytest.mark.parametrize("variable,option", [("QBENCH_CACHE", None), ("HF_DATASETS_CACHE", None),
                                              ("QBENCH_HUB_DIR", None), (None, "--data-dir")])
 def test_case9_a_file_where_a_folder_belongs_is_named_before_anything_is_made(tmp_path, monkeypatch, variable, option):

@@ -141,12 +141,17 @@ def test_run_mini_writes_the_summary_and_one_scored_row_per_sample(data, tmp_pat
         task: ["pope_accuracy" if "pope" in task else "exact_match"] for task in MINI_TASKS}
 
 
-def test_a_full_size_preset_without_published_weights_is_named_before_it_runs(tmp_path):
-    result = qbench_run("--model", "q-mamba", "--suite", "mini", "--device", "gpu", "--output", str(tmp_path))
+def test_a_full_size_preset_without_published_weights_is_named_before_it_runs(tmp_path, monkeypatch):
+    from qbench.tokenizers import builtin_tokenizer
+
+    monkeypatch.setenv("QBENCH_HUB_DIR", str(tmp_path / "hub"))  # q-mamba's tokenizer, made here
+    builtin_tokenizer("qbench-tiny-neox").save_pretrained(tmp_path / "hub" / get_preset("q-mamba").tokenizer)
+    monkeypatch.setattr(runner, "prepare", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))  # stop there
+    result = qbench_run("--model", "q-mamba", "--suite", "mini", "--output", str(tmp_path / "runs"))
     said = " ".join(result.output.split())
-    assert "warning: q-mamba-3b runs on random weights (seed 0) since it has no published weights: its answers are " \
-           "chance" in said and result.output.index("warning:") < result.output.index("error:")
-    assert result.exit_code == 2 and not list(tmp_path.iterdir())
+    assert said.startswith("warning: q-mamba-3b runs on random weights (seed 0) since it has no published weights: "
+                           "its answers are chance") and "interrupted: before a run folder was chosen" in said
+    assert result.exit_code == 130 and not list((tmp_path / "runs").iterdir())
 
 
 def test_evaluate_scores_a_model_in_memory_and_leaves_its_training_state_alone(data, tmp_path):

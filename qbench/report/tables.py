@@ -225,7 +225,8 @@ def accuracy_notes(measured_benchmarks: set[str]) -> str:
 # ---- speed ----------------------------------------------------------------------------------------------------
 
 SPEED_KEY = ["gpu", "model", "checkpoint", "visual_tokens", "images", "batch", "batch_search", "engine", "new_tokens"]
-SPEED_COLUMNS = {"gpu": "device", "model": "model", "checkpoint": "weights", "visual_tokens": "visual tokens", "images": "images", "batch": "batch",
+SPEED_COLUMNS = {"gpu": "device", "model": "model", "checkpoint": "weights", "visual_tokens": "visual tokens",
+                 "images": "images", "batch": "batch",
                  "batch_search": "batch found", "largest_batch": "largest batch", "engine": "engine",
                  "new_tokens": "new tokens", "status": "status", "e2e_tokens_per_s": "tokens/s",
                  "decode_tokens_per_s": "decode tokens/s", "ttft_ms": "TTFT ms", "vision_ms": "vision ms",
@@ -297,13 +298,14 @@ def speed_table(results: Results) -> Table:
     speed = latest_speed(results)
     full = speed[list(SPEED_COLUMNS)].rename(columns=SPEED_COLUMNS)
     return Table("speed", "Speed per model and engine: batch 1 over visual tokens, and the largest batch",
-                 "One row per device, model, weights, engine and new tokens. Batch 1: each value at the fewest → the most visual "
-                 "tokens measured (tokens by resolution, queries or images per prompt); state GiB = the KV cache or "
-                 "Mamba state; out of memory from = the fewest visual tokens that did not fit at batch 1. Largest "
-                 "batch: found by the sweep's search at each searched visual token count (≥: the search stopped at its "
-                 "limit, and it fit), with its decode rate and its end-to-end rate (tokens/s = new tokens / (image in "
-                 "to last token); empty where its prompts were not all prefilled). Every row, asked batch sizes "
-                 "included, with vision, projector and prefill times and the roofline share: speed_full.csv.",
+                 "One row per device, model, weights, engine and new tokens. Batch 1: each value at the fewest → the "
+                 "most visual tokens measured (tokens by resolution, queries or images per prompt); state GiB = the KV"
+                 " cache or Mamba state; out of memory from = the fewest visual tokens that did not fit at batch 1. "
+                 "Largest batch: found by the sweep's search at each searched visual token count (≥: the search "
+                 "stopped at its limit, and it fit), with its decode rate and its end-to-end rate (tokens/s = new "
+                 "tokens / (image in to last token); empty where its prompts were not all prefilled). Every row, asked"
+                 " batch sizes included, with vision, projector and prefill times and the roofline share: "
+                 "speed_full.csv.",
                  speed_summary(speed), sources_of(speed), full=full)
 
 
@@ -330,8 +332,8 @@ def measured_ratios(speed: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*RATIO_COLUMNS, "source"])
 
 
-RATIO_COLUMNS = ["numbers", "device", "engine", "new tokens", "visual tokens", "Mamba model", "Mamba tokens/s", "Transformer",
-                 "Transformer tokens/s", "ratio"]
+RATIO_COLUMNS = ["numbers", "device", "engine", "new tokens", "visual tokens", "Mamba model", "Mamba tokens/s",
+                 "Transformer", "Transformer tokens/s", "ratio"]
 
 
 def reported_ratios() -> pd.DataFrame:

@@ -25,7 +25,7 @@ import glob
 import json
 import dataclasses
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -405,11 +405,11 @@ def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any]
 def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None = None,
         data_dir: str | Path = DEFAULT_DATA, output: str | Path = DEFAULT_OUTPUT, device: str | None = None,
         dtype: str | None = None, batch_size: int = 8, variants: list[str] | tuple[str, ...] = (),
-        max_new_tokens: int = MAX_NEW_TOKENS, seed: int = SEED,
-        engine: str = "answering") -> tuple[dict[str, Any] | None, Path]:
+        max_new_tokens: int = MAX_NEW_TOKENS, seed: int = SEED, engine: str = "answering",
+        warn: Callable[[str], None] = lambda message: None) -> tuple[dict[str, Any] | None, Path]:
     """`qbench run`: check the device, weights, tokenizer and output folder, load the data (failing fast), then the
     model, then answer and score. Returns (summary on rank 0, else None; the run folder). Random weights are drawn with
-    `seed`."""
+    `seed`; once the checks pass, `warn` hears it when a full-size preset is about to run on them."""
     from qbench.checkpoints import check_ready, load_vlm, model_spec, resolve_dtype
     from qbench.suites.lmms_model import pick_device
 
@@ -422,6 +422,9 @@ def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None
     check_folder(data_dir, "--data-dir", "give a folder of datasets (or one to generate the mini datasets in)")
     check_caches()
     ensure_writable(output, "--output")
+    said = random_weights_warning(model, checkpoint, seed)
+    if said and process_rank()[0] == 0:
+        warn(said)
     init_distributed(chosen)
     prepared = prepare(suite, data_dir, variants, max_new_tokens)
     vlm = load_vlm(model, checkpoint, chosen, precision, seed)

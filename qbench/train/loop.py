@@ -368,8 +368,8 @@ def seal(directory: Path, global_step: int) -> None:
 
 
 def intact(directory: Path, sizes: object) -> bool:
-    """Whether a checkpoint folder's files are whole: the sizes its seal recorded, a safetensors file whose header
-    fits its length, a torch file that is a whole zip archive."""
+    """Whether a sealed checkpoint folder's files are whole: the sizes its seal recorded (seals from before sizes
+    have none), a safetensors file whose header fits its length, a torch file that is a whole zip archive."""
     if isinstance(sizes, dict):
         for name, size in sizes.items():
             path = directory / name
@@ -392,8 +392,7 @@ def sealed_step(directory: Path) -> int | None:
         seal_record = json.loads((directory / COMPLETE_FILE).read_text())
         step = seal_record["global_step"]
     except (OSError, ValueError, KeyError, TypeError):
-        unsealed = directory.name == RESUME_DIR and intact(directory, None)
-        return -1 if unsealed else None
+        return -1 if directory.name == RESUME_DIR and (directory / TRAINER_FILE).is_file() else None
     if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
         return None
     return step if intact(directory, seal_record.get("sizes")) else None
