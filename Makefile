@@ -44,7 +44,7 @@ drift:  ## install the newest versions the ranges allow into a scratch venv, run
 
 .PHONY: report
 report:  ## tables, figures and results/report/README.md from the result files under results/ that git tracks
-	$(PYTHON) -m qbench.cli report --results results --tracked --out results/report
+	$(PYTHON) -m qbench.cli report --results results --tracked --output results/report
 
 # The speed sweep of the five full presets on random weights, sized for one device call (424 s on an
 # H100): each at 256, 576 and 729 visual tokens under the CUDA-graph engine and, for the Mamba LLMs, mamba_ssm's own
@@ -58,8 +58,8 @@ SPEED_COMMON = --model $(SPEED_MODELS) --new-tokens 256 --device cuda --dtype bf
 .PHONY: speed-gpu
 speed-gpu:  ## speed sweep on the GPU machine; SPEED_OUT=dir to choose where speed.json/csv go
 	HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli speed $(SPEED_COMMON) --tokens 256,576,729 --engine graph,mamba_ssm-cg \
-		--batch $(SPEED_BATCH) --repeats 3
-	HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli speed $(SPEED_COMMON) --tokens 576 --engine eager --batch 1 --repeats 1
+		--batch-size $(SPEED_BATCH) --repeats 3
+	HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli speed $(SPEED_COMMON) --tokens 576 --engine eager --batch-size 1 --repeats 1
 
 # Where backbones really differ: long visual contexts (up to 64 images per prompt, 12k-47k visual tokens) and the
 # largest batch that fits, for the five full presets in one device call (bench/speed_scale.sh says what and why).
@@ -67,17 +67,17 @@ speed-gpu:  ## speed sweep on the GPU machine; SPEED_OUT=dir to choose where spe
 speed-scale:  ## long-context and full-batch speed sweep on the GPU machine; OUT=dir for speed.json/csv
 	OUT=$(OUT) bash bench/speed_scale.sh
 
-# The offline mini-suites (see README, "Accuracy"): their datasets, and a tiny preset evaluated on them.
+# The offline mini-suites (docs/suites.md): their datasets, and a tiny preset evaluated on them.
 EVAL_MODEL ?= tiny-cobra
 
 .PHONY: mini eval-mini
 mini:  ## the mini-suites' datasets under data/mini (deterministic; qbench data mini --help for sizes and seed)
-	$(PYTHON) -m qbench.cli data mini --out data
+	$(PYTHON) -m qbench.cli data mini --output data
 
 eval-mini:  ## EVAL_MODEL (default tiny-cobra) on the mini suite, offline; writes results/runs/<model>__mini__<time>/
 	HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli run --model $(EVAL_MODEL) --suite mini
 
-# The ablation lab (README, "Ablation lab"). Trained tiny weights: each tiny preset on the mini train split, one
+# The ablation lab (docs/ablation.md). Trained tiny weights: each tiny preset on the mini train split, one
 # stage, 3000 steps x 32 at lr 3e-3 (tiny-llava: about 9 minutes on 2 CPU cores; the Mamba ones are slower on a CPU,
 # whose Mamba-1 scan is a Python loop: use a GPU). 400 steps left every tiny model answering from priors alone.
 TINY_PRESETS ?= tiny-llava
@@ -88,7 +88,7 @@ TINY_TRAIN = --steps 3000 --batch-size 32 --recipe cobra --lr 3e-3 --train-quest
 ABLATION_LIMIT ?= 300
 tiny-weights:  ## train the tiny presets into weights/tiny/<preset>/ (qbench checkpoints stored in fp16)
 	for p in $(TINY_PRESETS); do HF_HUB_OFFLINE=1 $(PYTHON) -m qbench.cli train --model $$p \
-		--out weights/tiny/$$p $(TINY_TRAIN) --save-dtype fp16 || exit 1; done
+		--output weights/tiny/$$p $(TINY_TRAIN) --save-dtype fp16 || exit 1; done
 
 # the ablation's seeds and budget (results/ablation/tiny; the 3000-step budget with 3 seeds: results/ablation/tiny-3000)
 ABLATION_SEEDS ?= 0,1,2
@@ -104,6 +104,13 @@ ablation-tiny:  ## the tiny ablation: train + time (GPU if there is one), evalua
 ablation-gpu:  ## train + time the tiny ablation on the GPU machine (bench/ablation_gpu.sh); OUT=dir for its files
 	OUT=$(OUT) TRAIN="$(ABLATION_TRAIN)" SEEDS=$(ABLATION_SEEDS) bash bench/ablation_gpu.sh
 
+# The hybrid LLMs beside Mamba, Mamba-2 and Llama (bench/hybrids_gpu.sh, docs/hybrids.md): their speed at full size,
+# long contexts and largest batch, then the ablation lab's GPU half with one hybrid (name `hybrid`), each part given
+# what is left of BUDGET seconds (540); PARTS=ablation for a call of its own. OUT=dir receives everything.
+.PHONY: hybrids-gpu
+hybrids-gpu:  ## hybrid backbones on the GPU machine: speed sweeps + ablation training (bench/hybrids_gpu.sh)
+	OUT=$(OUT) TRAIN="$(ABLATION_TRAIN)" bash bench/hybrids_gpu.sh
+
 # Training the full presets over the GPUs of one machine (bench/fsdp_gpu.sh): 10 steps each of LLaVA-1.5 (Llama 7B),
 # Cobra (Mamba 2.8B) and ML-Mamba (Mamba-2 2.7B), sharded (fsdp) and replicated (ddp); peak memory and seconds per
 # step in each train.json. About 8 minutes on two H200s (results/train/).
@@ -112,7 +119,7 @@ fsdp-gpu:  ## on a machine with several GPUs: FSDP vs DDP training of the full p
 	OUT=$(OUT) bash bench/fsdp_gpu.sh
 
 # The answering engine beside today's path (VLM.generate, batch 32) on vqa-shaped and VizWiz-like request streams, the
-# four full presets on random weights in bf16, in one device call (README, "Answering at GPU speed"); OUT=dir.
+# four full presets on random weights in bf16, in one device call (docs/speed.md, docs/measurements.md); OUT=dir.
 WORKLOAD_OUT ?= results/speed/nvidia-h200_2026-12-03_answering
 .PHONY: workload-gpu
 workload-gpu:  ## answers/s of the answering engine and of VLM.generate on the GPU machine, into WORKLOAD_OUT

@@ -12,12 +12,16 @@ TRAIN=${TRAIN:?set TRAIN to the training budget, as the Makefile does}
 TRAIN_LIMIT=${TRAIN_LIMIT:-400}  # seconds for all trainings; an unfinished one comes back unfinished: retrain it with SHARDS
 SEEDS=${SEEDS:-0}  # e.g. 0,1,2: every combination trained once per seed
 SPEED_LIMIT=${SPEED_LIMIT:-150}
-ABLATE="python3 -m qbench.cli ablate --name $NAME $TRAIN --seeds $SEEDS --save-dtype fp16 --device cuda"
+PROJECTORS=${PROJECTORS:-} BACKBONES=${BACKBONES:-}  # e.g. mlp and mamba,mamba2,zamba2,llama; empty: ablate's grid
+DEVICE=${DEVICE:-cuda}  # cpu: a trial of this script's logic
+GRID="${PROJECTORS:+--projectors $PROJECTORS} ${BACKBONES:+--backbones $BACKBONES}"
+ABLATE="python3 -m qbench.cli ablate --name $NAME $GRID $TRAIN --seeds $SEEDS --save-dtype fp16 --device $DEVICE"
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TRANSFORMERS_VERBOSITY=error
 LOGS=/tmp/ablation-logs && mkdir -p "$LOGS"
 UNITS=$(python3 -c "from qbench.ablate import combinations, PROJECTORS, BACKBONES
-print(len(combinations(PROJECTORS, BACKBONES)) * len('$SEEDS'.split(',')))")
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$LOGS/gpu.txt"
+grid = [asked.split(',') if asked else grid for asked, grid in (('$PROJECTORS', PROJECTORS), ('$BACKBONES', BACKBONES))]
+print(len(combinations(*grid)) * len('$SEEDS'.split(',')))")
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$LOGS/gpu.txt" 2>&1
 started=$(date +%s)
 SHARDS=${SHARDS:-$(seq 0 $((UNITS - 1)))}  # e.g. "3 9": only those (combination, seed)s, in ablate's order
 for i in $SHARDS; do

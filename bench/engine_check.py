@@ -39,7 +39,8 @@ def fused_vs_transformers_step(backbone: Backbone, embeds: torch.Tensor, mask: t
     token = backbone.prefill(embeds, mask, ours).argmax(-1)
     backbone.prefill(embeds, mask, theirs)
     fused = backbone.step(token, ours).float()
-    plain = backbone.model(input_ids=token[:, None], cache_params=theirs.cache, use_cache=True).logits[:, -1].float()
+    plain = backbone.reference()(input_ids=token[:, None], cache_params=theirs.cache, use_cache=True).logits[:, -1]
+    plain = plain.float()
     return {"fused_vs_hf_maxdiff": float((fused - plain).abs().max()), "logit_scale": float(plain.abs().max()),
             "fused_vs_hf_argmax_eq": bool((fused.argmax(-1) == plain.argmax(-1)).all())}
 
@@ -55,7 +56,7 @@ def check(name: str) -> dict:
         embeds = backbone.embed(ids)
     mask = torch.ones(1, PROMPT, dtype=torch.long, device="cuda")
     row = {"model": name, "kernel": backbone.kernel_path}
-    mamba = spec.kind in ("mamba", "mamba2")
+    mamba = backbone.mamba_ssm_mixer is not None  # mamba_ssm has a model of its layout: its step and generate
     if mamba:
         row |= fused_vs_transformers_step(backbone, embeds, mask)
     eager = make_decoder("eager", backbone, 1, PROMPT + NEW_TOKENS)

@@ -18,11 +18,12 @@ export PRESETS HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TRANSFORMERS_VERBOSITY=error 
 RUNS=/tmp/fsdp-runs && LOGS=$RUNS/logs && mkdir -p "$LOGS"
 python3 - <<'EOF'
 import os
+from qbench.backbones import BACKBONES
 from qbench.presets import get_preset
 from qbench.tokenizers import builtin_tokenizer
 for preset in os.environ["PRESETS"].split():
     spec = get_preset(preset)
-    builtin = "qbench-tiny-llama" if spec.backbone.kind == "llama" else "qbench-tiny-neox"
+    builtin = BACKBONES[spec.backbone.kind].tiny_tokenizer
     builtin_tokenizer(builtin).save_pretrained(os.path.join(os.environ["QBENCH_HUB_DIR"], spec.tokenizer))
 EOF
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$LOGS/gpu.txt"
@@ -30,7 +31,7 @@ for preset in $PRESETS; do
   for sharding in $SHARDINGS; do
     run=$preset-$sharding && started=$(date +%s)
     timeout "$RUN_LIMIT" python3 -m accelerate.commands.launch --multi_gpu --num_processes "$GPUS" --num_machines 1 \
-      --mixed_precision bf16 --dynamo_backend no -m qbench.cli train --model "$preset" --out "$RUNS/$run" \
+      --mixed_precision bf16 --dynamo_backend no -m qbench.cli train --model "$preset" --output "$RUNS/$run" \
       --sharding "$sharding" $TRAIN > "$LOGS/$run.log" 2>&1
     echo "$run: exit $? in $(( $(date +%s) - started )) s" | tee -a "$LOGS/times.txt"
     cp "$RUNS/$run/train.json" "$LOGS/$run.json"  # what results/train/<folder>/ and the report take

@@ -33,10 +33,10 @@ import torch
 
 from qbench.backbones import Backbone, build_backbone
 from qbench.checkpoints import load_vlm
-from qbench.engine import make_decoder
+from qbench.engine import ENGINES, make_decoder
+from qbench.inputs import resolve_dtype
 from qbench.presets import get_preset, tiny_twin
 from qbench.speed.environment import environment
-from qbench.speed.sweep import DTYPES
 from qbench.vlm import build_vlm, default_dtype
 
 PROMPT, STEPS, QUESTIONS, BATCH, INVARIANCE_BATCH = 729, 64, 64, 8, 32
@@ -64,7 +64,7 @@ def side_by_side(backbone: Backbone, embeds: torch.Tensor, mask: torch.Tensor) -
 def random_llm(name: str, dtype: str) -> dict:
     spec = get_preset(name).backbone
     torch.manual_seed(0)
-    with torch.device("cuda"), default_dtype(DTYPES[dtype]):
+    with torch.device("cuda"), default_dtype(resolve_dtype(dtype)):
         backbone = build_backbone(spec).eval()
     backbone.model.tie_weights()
     ids = torch.randint(3, spec.vocab, (1, PROMPT), device="cuda")
@@ -105,7 +105,6 @@ def agreement(reference: list[list[int]], answers: list[list[int]]) -> dict:
 def answer_invariance(name: str, dtype: str) -> list[dict]:
     """`name`: a full preset on random weights (seed 0), or a trained checkpoint's folder. One row per step path (a
     recurrent backbone's default and transformers'; the prefill and its first-token logits are the same for both)."""
-    from qbench.backbones.mamba import RecurrentBackbone
     from qbench.engine.answering import AnsweringEngine, device_settings
 
     if Path(name).is_dir():
@@ -115,13 +114,13 @@ def answer_invariance(name: str, dtype: str) -> list[dict]:
         spec = get_preset(name)
         spec = spec.replace(tokenizer=tiny_twin(spec).tokenizer)
         torch.manual_seed(0)
-        vlm, weights = build_vlm(spec, device="cuda", dtype=DTYPES[dtype]).eval(), "random (seed 0)"
+        vlm, weights = build_vlm(spec, device="cuda", dtype=resolve_dtype(dtype)).eval(), "random (seed 0)"
     examples = mini_questions(INVARIANCE_BATCH)
     images, prompts = [image for image, _, _ in examples], [prompt for _, prompt, _ in examples]
     alone_logits = torch.cat([first_token_logits(vlm, [image], [prompt]) for image, prompt in zip(images, prompts)])
     together_logits = first_token_logits(vlm, images, prompts)
     best = alone_logits.topk(2, dim=-1).values
-    recurrent = isinstance(vlm.backbone, RecurrentBackbone)
+    recurrent = "transformers" in vlm.backbone.step_paths  # a default step path and transformers' own to compare
     rows = []
     for step_path in (None, "transformers") if recurrent else (None,):
         vlm.backbone.step_path = step_path
@@ -148,7 +147,8 @@ def trained(path: str) -> dict:
     for engine in ("eager", "graph"):
         batches = [examples[start:start + BATCH] for start in range(0, len(examples), BATCH)]
         answers[engine] = [answer for batch in batches for answer in
-                           vlm.generate([image for image, _, _ in batch], [q for _, q, _ in batch], engine=engine)]
+                           vlm.generate([image for image, _, _ in batch], [q for _, q, _ in batch],
+                                        decoder=ENGINES[engine])]
     truth = [answer.strip().lower() for _, _, answer in examples]
     return {"checkpoint": path, "questions": len(examples),
             "answers_agree": sum(a == b for a, b in zip(answers["eager"], answers["graph"])),

@@ -10,27 +10,34 @@
 #      decode throughput at that batch; beyond MEASURE_TOKENS prompt tokens in all, one group of prompts is
 #      prefilled and its state copied to the other rows (TTFT and end to end then not measured);
 #   3. visual tokens by resolution (one image of RESOLUTION_TOKENS patches) for RESOLUTION_MODELS, batch 1.
+# A sweep whose models are set empty is left out (bench/hybrids_gpu.sh runs the first two for the hybrids).
 set -u
 OUT=${OUT:?set OUT to the folder that receives speed.json and speed.csv}
-MODELS=${MODELS:-cobra,ml-mamba,q-mamba,cobra-ldp,llava}
+MODELS=${MODELS-cobra,ml-mamba,q-mamba,cobra-ldp,llava}
 IMAGES=${IMAGES:-1,4,16,64}
-SEARCH_MODELS=${SEARCH_MODELS:-llava,cobra,ml-mamba}
+SEARCH_MODELS=${SEARCH_MODELS-llava,cobra,ml-mamba}
 SEARCH_IMAGES=${SEARCH_IMAGES:-1,16}
 BATCH_LIMIT=${BATCH_LIMIT:-4096}
 MEASURE_TOKENS=${MEASURE_TOKENS:-524288}
-RESOLUTION_MODELS=${RESOLUTION_MODELS:-llava,cobra}
+RESOLUTION_MODELS=${RESOLUTION_MODELS-llava,cobra}
 RESOLUTION_TOKENS=${RESOLUTION_TOKENS:-2304}
+REPEATS=${REPEATS:-1}  # timed passes per point (a point measured before with as many is kept)
+DEVICE=${DEVICE:-cuda} ENGINE=${ENGINE:-graph-nocompile} DTYPE=${DTYPE:-bf16}  # a CPU trial: cpu, eager, fp32
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TRANSFORMERS_VERBOSITY=error
-SPEED="python3 -m qbench.cli speed --new-tokens 64 --engine graph-nocompile --device cuda --dtype bf16 --repeats 1
-       --output $OUT"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+SPEED="python3 -m qbench.cli speed --new-tokens 64 --engine $ENGINE --device $DEVICE --dtype $DTYPE
+       --repeats $REPEATS --output $OUT"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
 timed() {
   local started=$(date +%s)
   "$@"
   local status=$?
   echo "[$(( $(date +%s) - started )) s, exit $status]"
 }
-timed $SPEED --model "$MODELS" --images "$IMAGES" --batch 1
-timed $SPEED --model "$SEARCH_MODELS" --images "$SEARCH_IMAGES" --batch max --batch-limit "$BATCH_LIMIT" \
-  --measure-tokens "$MEASURE_TOKENS"
-timed $SPEED --model "$RESOLUTION_MODELS" --tokens "$RESOLUTION_TOKENS" --batch 1
+if [ -n "$MODELS" ]; then timed $SPEED --model "$MODELS" --images "$IMAGES" --batch-size 1; fi
+if [ -n "$SEARCH_MODELS" ]; then
+  timed $SPEED --model "$SEARCH_MODELS" --images "$SEARCH_IMAGES" --batch-size max --batch-limit "$BATCH_LIMIT" \
+    --measure-tokens "$MEASURE_TOKENS"
+fi
+if [ -n "$RESOLUTION_MODELS" ]; then
+  timed $SPEED --model "$RESOLUTION_MODELS" --tokens "$RESOLUTION_TOKENS" --batch-size 1
+fi

@@ -20,22 +20,17 @@ from typing import Any
 import torch
 
 from qbench import compare, stats
+from qbench.backbones import BACKBONES as BACKBONE_CLASSES
 from qbench.folder import inside
 from qbench.inputs import UserError, read_json
-from qbench.presets import (
-    TINY_BACKBONES,
-    TINY_DINOSIGLIP,
-    TINY_PROJECTOR_OPTIONS,
-    TINY_TOKENIZERS,
-    at_visual_tokens,
-)
+from qbench.presets import TINY_DINOSIGLIP, at_visual_tokens
+from qbench.projectors import PROJECTORS as PROJECTOR_CLASSES
 from qbench.runs import SUMMARY, Run, read_run, sample_key
 from qbench.spec import ProjectorSpec, VLMSpec
 from qbench.train import Example, TrainConfig
 
 PROJECTORS = ("mlp", "ldp", "msc", "qmamba")
-BACKBONES = ("mamba", "mamba2", "llama")
-PROMPT_OF = {"mamba": "zephyr", "mamba2": "zephyr", "llama": "llava"}
+BACKBONES = ("mamba", "mamba2", "llama")  # the default grid; any registered backbone kind can be asked for
 TINY_QUERY_SWEEP = (4, 9, 16, 64)  # Q-Mamba's 64/144/256/729 queries, scaled to the tiny 8 x 8 patch grid
 QUERY_SWEEP_BACKBONE = "mamba"  # Q-Mamba's own LLM family
 PHASES = ("train", "speed", "eval")
@@ -68,14 +63,10 @@ class Ablation:
 
 def tiny_combo(projector: str, backbone: str) -> VLMSpec:
     """A tiny combination: every one with the same vision tower, so only projector x backbone differ."""
-    if backbone not in TINY_BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose from: {', '.join(TINY_BACKBONES)}")
-    from qbench.projectors import PROJECTORS
-
-    PROJECTORS[projector]  # names the known projectors if this one is not
+    family = BACKBONE_CLASSES[backbone]  # an unknown name fails here, naming the known ones
     return VLMSpec(f"tiny-{projector}-{backbone}", TINY_DINOSIGLIP,
-                   ProjectorSpec(projector, TINY_PROJECTOR_OPTIONS.get(projector, {})), TINY_BACKBONES[backbone],
-                   PROMPT_OF[backbone], TINY_TOKENIZERS[backbone])
+                   ProjectorSpec(projector, PROJECTOR_CLASSES[projector].tiny_options), family.tiny, family.prompt,
+                   family.tiny_tokenizer)
 
 
 def combinations(projectors: Sequence[str], backbones: Sequence[str],
@@ -467,7 +458,9 @@ def mini_examples(count: int, seed: int = 0) -> list[Example]:
     training seed)."""
     from qbench.suites.mini import train_records
     from qbench.train import as_examples
+    from qbench.verbosity import step
 
+    step(f"making the mini train split: {count} questions per dataset")
     return as_examples(train_records(seed=seed, count=count))
 
 

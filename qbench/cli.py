@@ -6,6 +6,7 @@ import errno
 import json
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -14,10 +15,17 @@ from typer.core import TyperGroup
 from qbench.inputs import UserError
 
 
+# Old spellings of options, still taken (hidden from --help) by every command that has the new one.
+RENAMED = {"--out": "--output", "--batch": "--batch-size", "--plain-batch": "--plain-batch-size",
+           "--encode-batch": "--encode-batch-size"}
+VERBOSE = "--verbose"
+
+
 class Commands(TyperGroup):
     """The subcommands, with one place that turns a user's mistake into one `error: ...` line and exit status 2:
     a bad option (typer's usage errors), a UserError/ValueError from the work, or a full disk. `qbench --debug`
-    (QBENCH_DEBUG=1) re-raises the latter, traceback and all."""
+    (QBENCH_DEBUG=1) re-raises the latter, traceback and all. Old option spellings (RENAMED) are read as the new ones,
+    and `--verbose` is taken after the command too."""
 
     def invoke(self, ctx: typer.Context):
         try:
@@ -27,14 +35,49 @@ class Commands(TyperGroup):
             command = " ".join(["qbench", *usage.command_path.split()[1:]]) if usage else "qbench"
             fail(f"{error.format_message()} (`{command} --help` lists the options)")
         except (UserError, ValueError) as error:
-            if ctx.params.get("debug"):
+            if ctx.find_root().params.get("debug"):
                 raise
             fail(str(error))
         except OSError as error:
-            if error.errno != errno.ENOSPC or ctx.params.get("debug"):
+            if error.errno != errno.ENOSPC or ctx.find_root().params.get("debug"):
                 raise
             fail(f"no space left on the device while writing {error.filename or 'a result'}: free some space and "
                  "run the same command again (what was written whole is kept; runs and trainings resume)")
+
+    def get_params(self, ctx: typer.Context):
+        return shown_as_flags(super().get_params(ctx))
+
+    def get_command(self, ctx: typer.Context, name: str):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            shown_as_flags([*command.params, command.get_help_option(ctx)])
+        return command
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]):
+        name, command, rest = super().resolve_command(ctx, args)
+        if ctx.parent is None and VERBOSE in rest:  # before the group's callback, which configures the output
+            ctx.params["verbose"] = True
+            rest = [arg for arg in rest if arg != VERBOSE]
+        return name, command, renamed(command, rest)
+
+
+def shown_as_flags(params: list) -> list:
+    """The parameters, their flags shown as flags in --help (typer would show `<bool>`, as if they took a value)."""
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    return params
+
+
+def renamed(command, args: list[str]) -> list[str]:
+    """`args` with the old spellings of `command`'s options (RENAMED) written the new way."""
+    own = {name for param in getattr(command, "params", []) for name in param.opts}
+    new_names = {old: new for old, new in RENAMED.items() if new in own and old not in own}
+    result = []
+    for arg in args:
+        name, equals, value = arg.partition("=")
+        result.append(new_names[name] + equals + value if name in new_names else arg)
+    return result
 
 
 app = typer.Typer(cls=Commands, help="Benchmark and evaluation harness for multimodal LLMs on Mamba backbones.",
@@ -46,8 +89,14 @@ MAX_SEED = 2**31 - 1  # every seed option: torch, numpy and the batch order (see
 
 @app.callback()
 def main(debug: bool = typer.Option(False, "--debug", envvar="QBENCH_DEBUG",
-                                    help="Show the traceback of an error instead of its one line.")) -> None:
+                                    help="Show the traceback of an error instead of its one line."),
+         verbose: bool = typer.Option(False, VERBOSE, envvar="QBENCH_VERBOSE",
+                                      help="Show other packages' warnings, log lines and progress bars (hidden "
+                                           "otherwise); also taken after the command.")) -> None:
     """qbench: accuracy, speed and memory of Mamba and Transformer VLMs, measured the same way."""
+    from qbench.verbosity import configure
+
+    configure(verbose)
 
 
 def fail(message: str) -> None:
@@ -56,11 +105,18 @@ def fail(message: str) -> None:
 
 
 @app.command()
-def models(as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table.")) -> None:
-    """List the model presets with their parameter counts (built on the meta device: no memory used)."""
+def models(as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+           hub: str = typer.Option(None, metavar="MODEL", help="List every hub repository MODEL (a preset, alias or "
+                                   "qbench checkpoint folder) reads, with the `hf download` line of each and where "
+                                   "$QBENCH_HUB_DIR expects it.")) -> None:
+    """List the model presets: aliases, parts, visual tokens, parameters and where their weights come from.
+
+    Parameters are counted on the meta device: no memory is used."""
     from qbench.presets import ALIASES, get_preset, preset_names
     from qbench.vlm import build_vlm
 
+    if hub is not None:
+        return hub_repos(hub, as_json)
     rows = []
     for name in preset_names():
         spec = get_preset(name)
@@ -72,16 +128,49 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print a JSON list
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="qbench model presets (parameters)")
-    table.add_column("preset", no_wrap=True)
-    table.add_column("projector", no_wrap=True)
-    table.add_column("LLM")
-    for column in ("tokens", "vision", "proj.", "LLM", "total"):
-        table.add_column(column, justify="right")
+    table = Table(title="qbench model presets: visual tokens, parameters, weights", box=box.SIMPLE_HEAD,
+                  padding=(0, 0), show_edge=False, caption="`qbench models --hub PRESET`: the hub repositories it "
+                  "reads")
+    for column in ("preset", "alias", "projector", "backbone", "tokens", "vision", "proj.", "LLM", "total",
+                   "weights"):
+        table.add_column(column, no_wrap=True, justify="right" if column in PARAMETER_COLUMNS else "left")
     for row in rows:
-        table.add_row(row["name"], row["projector"], row["backbone"], str(row["visual_tokens"]),
-                      *(human(row[k]) for k in ("vision_params", "projector_params", "llm_params", "total_params")))
+        table.add_row(row["name"], ", ".join(row["aliases"]), row["projector"], row["backbone"],
+                      str(row["visual_tokens"]), *(human(row[k]) for k in ("vision_params", "projector_params",
+                                                                            "llm_params", "total_params")),
+                      row["weights"].partition(":")[2] or row["weights"])
     console.print(table)
+
+
+PARAMETER_COLUMNS = {"tokens", "vision", "proj.", "LLM", "total"}
+
+
+def hub_repos(model: str, as_json: bool) -> None:
+    """`qbench models --hub MODEL`: the repositories loading MODEL reads, whether each is here, how to fetch it."""
+    import os
+
+    from qbench.checkpoints import resolve_source
+    from qbench.checkpoints.repos import HUB_DIR_ENV, needed_repos
+
+    source = resolve_source(model)
+    spec, repos = source.spec, needed_repos(source)
+    found = {repo.repo_id: repo.found() for repo in repos}
+    if as_json:
+        print(json.dumps([{"repo_id": r.repo_id, "roles": list(r.roles), "files": list(r.files),
+                           "found": found[r.repo_id], "local_dir": r.local_dir(), "download": r.download()}
+                          for r in repos], indent=2))
+        return
+    if not repos:
+        console.print(f"{spec.name} reads nothing from the hub: its weights and tokenizer are local, built in or "
+                      "random", highlight=False)
+        return
+    root = os.environ.get(HUB_DIR_ENV)
+    console.print(f"{spec.name} reads {len(repos)} hub repositories; {HUB_DIR_ENV}="
+                  f"{root or '(unset: set it to the folder that holds them)'}", highlight=False, soft_wrap=True)
+    for repo in repos:
+        state = f"[green]found[/green] {found[repo.repo_id]}" if found[repo.repo_id] else "[red]missing[/red]"
+        console.print(f"{repo.role}: {repo.repo_id} ({state})", highlight=False, soft_wrap=True)
+        console.print(f"  {repo.download()}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -95,8 +184,8 @@ def report(results: str = typer.Option("results", help="Folder whose runs/, spee
                                                  "of a GPU's name (e.g. H100)."),
            tracked: bool = typer.Option(False, "--tracked", help="Only result files git tracks (the project's "
                                                                  "published record: make report)."),
-           out: str = typer.Option("report", help="Where the tables, figures, README.md and report.json go; a "
-                                                  "folder holding a report of other inputs is refused.")) -> None:
+           output: str = typer.Option("report", help="Where the tables, figures, README.md and report.json go; a "
+                                                     "folder holding a report of other inputs is refused.")) -> None:
     """Tables (Markdown, LaTeX, CSV), figures (PNG, PDF) and a README from the result files asked for."""
     import warnings
 
@@ -105,59 +194,66 @@ def report(results: str = typer.Option("results", help="Folder whose runs/, spee
     request = Request(results, tuple(runs), tuple(speed), device, tracked)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SkippedResult)
-        artefacts = build_report(request, out)
+        artefacts = build_report(request, output)
     for warning in caught:
         warn(str(warning.message))
     for artefact in artefacts:
         done = f"[green]made[/green] {artefact.kind} {escape(artefact.name)}"
         console.print(done if not artefact.missing else f"[dim]not made[/dim] {artefact.kind} "
                       f"{escape(artefact.name)}: {escape(artefact.missing)}", highlight=False, soft_wrap=True)
-    console.print(f"report: {out}/README.md", highlight=False, markup=False)
+    console.print(f"report: {output}/README.md", highlight=False, markup=False)
 
 
 @app.command()
 def speed(
     model: str = typer.Option("cobra,ml-mamba,q-mamba,llava", help="Comma-separated presets or aliases."),
     tokens: str = typer.Option("", help="Comma-separated visual token counts (default: each model's own)."),
-    batch: str = typer.Option("1", help="Comma-separated batch sizes; 'max': the largest batch that fits (searched)."),
+    batch_size: str = typer.Option("1", help="Comma-separated batch sizes; 'max': the largest batch that fits "
+                                   "(searched)."),
     images: str = typer.Option("1", help="Comma-separated images per prompt (each through the tower and projector)."),
-    batch_limit: int = typer.Option(1 << 16, min=1, help="--batch max: the largest batch the search tries."),
-    measure_tokens: int = typer.Option(1 << 19, min=1, help="--batch max: beyond this many prompt tokens in the batch, "
-                                                     "prefill one group and copy its state (decode measured only)."),
+    batch_limit: int = typer.Option(1 << 16, min=1, help="--batch-size max: the largest batch the search tries."),
+    measure_tokens: int = typer.Option(1 << 19, min=1, help="--batch-size max: beyond this many prompt tokens in the "
+                                       "batch, prefill one group and copy its state (decode measured only)."),
     engine: str = typer.Option("", help="Comma-separated engines: eager, graph, graph-nocompile, mamba_ssm-cg "
                                         "(default: the device's: eager and graph on a GPU, eager elsewhere)."),
     new_tokens: int = typer.Option(256, min=1, help="Tokens generated per sequence (EOS ignored)."),
     prompt_tokens: int = typer.Option(16, min=0, help="Text tokens in the prompt besides the visual ones."),
     device: str = typer.Option("auto", help="cuda, cpu, or auto (cuda when there is one)."),
-    dtype: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
+    dtype: str = typer.Option(None, help="bf16, fp16 or fp32 (default: bf16 on a GPU, fp32 on the CPU)."),
     repeats: int = typer.Option(3, min=1, help="Timed repeats per point (medians reported)."),
     checkpoint: str = typer.Option(None, help="Time real weights: a checkpoint for the one --model."),
     output: str = typer.Option(None, help="Folder for speed.json and speed.csv (default results/speed/<gpu>_<date>)."),
+    allow_slow: bool = typer.Option(False, "--allow-slow", help="Time full-size presets on a CPU anyway (refused "
+                                    "otherwise, with an estimate of the time and memory they take)."),
 ) -> None:
     """Time vision tower, projector, prefill, first token and decode for each model x tokens x batch x engine."""
     from pathlib import Path
 
     from qbench.folder import Interrupted
+    from qbench.inputs import resolve_device
     from qbench.speed import (
         LARGEST,
         SweepConfig,
         default_engines,
         log_try,
-        resolve_device,
         run_sweep,
         summary_table,
         track,
     )
 
-    device = resolve_device(device)
+    device = str(resolve_device(device))
+    dtype = dtype or device_dtype(device)
     config = SweepConfig(models=names(model, "--model", "cobra,llava"),
                          tokens=counts(tokens, "--tokens", "256,576") or [None],
-                         batches=[b if b == LARGEST else counts(b, "--batch", "1,8,max")[0] for b in split(batch)],
+                         batches=[b if b == LARGEST else counts(b, "--batch-size", "1,8,max")[0]
+                                  for b in split(batch_size)],
                          engines=split(engine) or default_engines(device), new_tokens=new_tokens,
                          prompt_tokens=prompt_tokens, device=device, dtype=dtype, repeats=repeats,
                          checkpoint=checkpoint, images=tuple(counts(images, "--images", "1,4,16")),
                          batch_limit=batch_limit, measure_tokens=measure_tokens)
     config.validate()
+    if config.device_type == "cpu" and not allow_slow:
+        refuse_full_size_on_cpu(config)
     try:
         with track(config, console) as on_row:
             results = run_sweep(config, Path(output) if output else None, config.command(output), on_row,
@@ -168,6 +264,25 @@ def speed(
     wrote(f"{results.out_dir / 'speed.json'} and speed.csv")
 
 
+def device_dtype(device: str) -> str:
+    """The name of the dtype a device runs by default, as `qbench run` chooses it (bf16 on a GPU, fp32 elsewhere)."""
+    from qbench.inputs import dtype_name, resolve_dtype
+
+    return dtype_name(resolve_dtype(None, device))
+
+
+def refuse_full_size_on_cpu(config) -> None:
+    """A full-size preset on a CPU takes hours: refused, with the least time and memory it would take."""
+    from qbench.speed.estimate import duration, full_size_estimate
+
+    found = full_size_estimate(config)
+    if found is not None:
+        fail(f"{', '.join(found.full_size)} on the CPU: this sweep would take at least {duration(found.seconds)} (its "
+             f"multiply-adds at this machine's matrix rate; Python steps and scans add more) and "
+             f"{found.memory_gib:.1f} GiB for the largest model's {config.dtype} weights. Time the tiny presets "
+             "(--model tiny-cobra,tiny-llava), use a GPU, or give --allow-slow to run it anyway")
+
+
 @app.command()
 def workload(
     model: str = typer.Option("cobra,ml-mamba,q-mamba,llava", help="Comma-separated presets or aliases."),
@@ -175,14 +290,16 @@ def workload(
                                                   "(one question per image)."),
     questions: int = typer.Option(3000, min=1, help="Requests per stream answered by the engine."),
     plain_questions: int = typer.Option(320, min=1, help="The stream's first requests answered by today's path."),
-    plain_batch: int = typer.Option(32, min=1, help="Today's path: VLM.generate batch size."),
-    batch: int = typer.Option(None, min=1, help="Engine: questions decoded together (default: the device's, "
+    plain_batch_size: int = typer.Option(32, min=1, help="Today's path: VLM.generate batch size."),
+    batch_size: int = typer.Option(None, min=1, help="Engine: questions decoded together (default: the device's, "
                                                 "qbench.engine.answering.device_settings)."),
     window: int = typer.Option(None, min=1, help="Engine: distinct images whose prefix states are held at once."),
-    encode_batch: int = typer.Option(None, min=1, help="Engine: images per tower + prefill call."),
+    encode_batch_size: int = typer.Option(None, min=1, help="Engine: images per tower + prefill call."),
     workers: int = typer.Option(None, min=1, help="Engine: preprocessing threads."),
     device: str = typer.Option("auto", help="cuda, cpu, or auto (cuda when there is one)."),
-    dtype: str = typer.Option("bf16", help="bf16, fp16 or fp32."),
+    dtype: str = typer.Option(None, help="bf16, fp16 or fp32 (default: bf16 on a GPU, fp32 on the CPU)."),
+    answer_tokens: int = typer.Option(None, min=1, help="Every answer this many tokens (as a random-weight run "
+                                      "answers: it never says EOS); default 1-3 tokens, 2% of 16, as VQA answers."),
     output: str = typer.Option(None, help="Folder for workload.json/csv (default "
                                           "results/speed/<device>_<date>_answering)."),
 ) -> None:
@@ -190,23 +307,23 @@ def workload(
     from pathlib import Path
 
     from qbench.folder import Interrupted
+    from qbench.inputs import resolve_device, resolve_dtype
     from qbench.presets import get_preset
-    from qbench.speed import resolve_device
-    from qbench.speed.sweep import DTYPES
     from qbench.speed.workload import STREAMS, WorkloadConfig, run_workload
 
     streams, models = names(stream, "--stream", "vqa,vizwiz"), names(model, "--model", "cobra,llava")
     for name in streams:
         if name not in STREAMS:
             fail(f"unknown stream {name!r}; choose from: {', '.join(STREAMS.names())}")
-    if dtype not in DTYPES:
-        fail(f"unknown dtype {dtype!r}; choose from: {', '.join(DTYPES)}")
+    device = str(resolve_device(device))
+    dtype = dtype or device_dtype(device)
+    resolve_dtype(dtype)  # an unknown name fails here
     for name in models:
         get_preset(name)  # an unknown name fails here, before anything is built
-    given = {"batch": batch, "window": window, "encode_batch": encode_batch, "workers": workers}
-    config = WorkloadConfig(models, streams, questions, plain_questions, plain_batch,
-                            {name: value for name, value in given.items() if value is not None}, resolve_device(device),
-                            dtype)
+    given = {"batch": batch_size, "window": window, "encode_batch": encode_batch_size, "workers": workers}
+    config = WorkloadConfig(models, streams, questions, plain_questions, plain_batch_size,
+                            {name: value for name, value in given.items() if value is not None}, device, dtype,
+                            answer_tokens=answer_tokens)
     try:
         folder = run_workload(config, Path(output) if output else None, config.command(output),
                               lambda line: console.print(line, highlight=False, markup=False))
@@ -244,7 +361,8 @@ def train(
                                          "projector, LLM): a preset's published weights or a qbench checkpoint "
                                          "folder; the other parts start random."),
     start_checkpoint: str = typer.Option(None, help="Where --start's weights are, as `qbench run --checkpoint`."),
-    out: str = typer.Option(..., help="Output folder: the trained checkpoint, train.json, and resume/ while running."),
+    output: str = typer.Option(..., help="Output folder: the trained checkpoint, train.json, and resume/ while "
+                                         "running."),
     data: str = typer.Option("mini", help="'mini' (the mini-suites' train split) or a LLaVA conversation JSON."),
     image_dir: str = typer.Option(None, help="Image folder of a LLaVA conversation JSON."),
     train_questions: int = typer.Option(4000, min=1, help="Mini train questions per dataset."),
@@ -252,7 +370,8 @@ def train(
     batch_size: int = typer.Option(32, min=1, help="Global batch (split over processes)."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up, then cosine)."),
     recipe: str = typer.Option("llava", help="llava (align, then fine-tune) or cobra (one stage)."),
-    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed of the random start and of the batch order."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed of the initial weights and the batch order (the "
+                             "data stays the same)."),
     save_every: int = typer.Option(200, min=1, help="Steps between resumable checkpoints."),
     stop_after: int = typer.Option(None, min=1, help="Stop after this many steps (checkpointed); run again to resume."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when there is one)."),
@@ -261,29 +380,27 @@ def train(
                                              "and optimizer state sharded: the 3B/7B presets)."),
 ) -> None:
     """Train a VLM (vision tower frozen) on answer tokens in its own template; resumes an interrupted run.
+
     Several processes: `accelerate launch --num_processes N -m qbench.cli train ... [--sharding fsdp]`."""
-    from pathlib import Path
 
     from accelerate import PartialState
 
-    from qbench.checkpoints import DTYPES, check_ready, model_spec
-    from qbench.checkpoints.native import is_native
-    from qbench.inputs import check_device, ensure_writable
-    from qbench.train import Start, TrainConfig, llava_examples
+    from qbench.checkpoints import check_ready, resolve_source
     from qbench.folder import FolderBusy
+    from qbench.inputs import check_device, ensure_writable, resolve_dtype
+    from qbench.train import Start, TrainConfig, llava_examples
     from qbench.train import train as run_training
 
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, recipe=recipe, seed=seed, save_every=save_every)
-    if save_dtype is not None and save_dtype not in DTYPES:
-        fail(f"unknown --save-dtype {save_dtype!r}; choose from: {', '.join(DTYPES)}")
+    stored = resolve_dtype(save_dtype) if save_dtype is not None else None
     if device is not None:
         check_device(device)
-    spec = model_spec(model)
-    check_ready(model)
-    if start:
-        check_ready(start, start_checkpoint)
-    ensure_writable(out, "--out")
-    begin = Start(start, start_checkpoint) if start else Start(model) if is_native(Path(model)) else None
+    source = resolve_source(model)
+    check_ready(source)
+    begin = resolve_source(start, start_checkpoint) if start else source if source.own_folder else None
+    if begin is not None:
+        check_ready(begin)
+    ensure_writable(output, "--output")
     if data == "mini":
         from qbench.ablate import mini_examples
 
@@ -293,15 +410,15 @@ def train(
             fail("a LLaVA conversation JSON needs --image-dir")
         examples = llava_examples(data, image_dir)
     try:
-        result = run_training(spec, examples, out, config, device=device, stop_after=stop_after, start=begin,
-                              sharding=sharding, save_dtype=DTYPES[save_dtype] if save_dtype else None)
+        result = run_training(source.spec, examples, output, config, device=device, stop_after=stop_after,
+                              start=Start(begin) if begin else None, sharding=sharding, save_dtype=stored)
     except FolderBusy as error:
         fail(str(error))
     except KeyboardInterrupt:
         from qbench.train.loop import kept
 
-        what = kept(out)
-        interrupted(what or f"no checkpoint in {out} yet", "resumes" if what else "starts it again")
+        what = kept(output)
+        interrupted(what or f"no checkpoint in {output} yet", "resumes" if what else "starts it again")
     if PartialState().is_main_process:
         wrote(str(result))
 
@@ -313,27 +430,29 @@ def ablate(
     preset: str = typer.Option("tiny", help="Scale of the combinations (only 'tiny' today)."),
     name: str = typer.Option("tiny", help="Ablation name: results/ablation/<name>/, data/ablation/<name>/ (one "
                              "holding an ablation of another configuration is refused: give another name)."),
-    steps: int = typer.Option(1000, min=1),
-    batch_size: int = typer.Option(32, min=1),
-    lr: float = typer.Option(1e-3),
-    recipe: str = typer.Option("llava"),
+    steps: int = typer.Option(1000, min=1, help="Optimizer steps of each training, over all stages."),
+    batch_size: int = typer.Option(32, min=1, help="Global batch of each training."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up, then cosine)."),
+    recipe: str = typer.Option("llava", help="llava (align, then fine-tune) or cobra (one stage)."),
     seeds: str = typer.Option("0", help="Comma-separated training seeds (e.g. 0,1,2): each combination is trained "
                               "and evaluated once per seed; the tables give mean ± spread and which differences "
                               "survive."),
     train_questions: int = typer.Option(4000, min=1, help="Mini train questions per dataset."),
     phases: str = typer.Option("train,speed,eval", help="Any of train, speed, eval (e.g. train,speed on a GPU)."),
-    suite: str = typer.Option("mini"),
+    suite: str = typer.Option("mini", help="The suite each trained combination is evaluated on, as `qbench run "
+                              "--suite` takes it."),
     limit: int = typer.Option(None, min=1, help="Evaluate at most this many questions per task."),
-    device: str = typer.Option(None),
+    device: str = typer.Option(None, help="cpu or cuda (default: a GPU, when there is one, trains and times; the "
+                               "CPU evaluates)."),
     shard: str = typer.Option("0/1", help="i/n: train and evaluate only every n-th (combination, seed) from the i-th "
                               "(parallel workers)."),
     save_dtype: str = typer.Option(None, help="Store the trained checkpoints in this dtype (e.g. fp16, for shipping)."),
 ) -> None:
-    """Train every projector x backbone combination (and Q-Mamba's query sweep) on one budget, evaluate each on
-    the suite, time each, and write a table per task with its chance level and speed."""
+    """Train every projector x backbone combination on one budget; evaluate, time and tabulate each.
+
+    Q-Mamba's query sweep too; a table per task with its chance level and speed."""
     from qbench import ablate as lab
-    from qbench.inputs import check_device
-    from qbench.speed.sweep import DTYPES
+    from qbench.inputs import check_device, resolve_dtype
     from qbench.train import TrainConfig
 
     if preset != "tiny":
@@ -343,8 +462,7 @@ def ablate(
         fail(f"--shard takes i/n with 0 <= i < n, e.g. --shard 0/4; got {shard!r}")
     if device is not None:
         check_device(device)
-    if save_dtype is not None and save_dtype not in DTYPES:
-        fail(f"unknown --save-dtype {save_dtype!r}; choose from: {', '.join(DTYPES)}")
+    stored = resolve_dtype(save_dtype) if save_dtype is not None else None
     chosen = counts(seeds, "--seeds", "0,1,2", least=0)
     if not chosen or max(chosen) > MAX_SEED:
         fail(f"--seeds takes whole numbers from 0 to {MAX_SEED} separated by commas, e.g. --seeds 0,1,2; got {seeds!r}")
@@ -353,7 +471,7 @@ def ablate(
     study = lab.ablation(name, split(projectors) if projectors else lab.PROJECTORS,
                          split(backbones) if backbones else lab.BACKBONES, config, seeds=chosen)
     written = lab.run(study, split(phases), device, suite, limit, train_questions, (int(index), int(count)),
-                      DTYPES[save_dtype] if save_dtype else None)
+                      stored)
     for path in written:
         wrote(str(path))
 
@@ -401,12 +519,18 @@ def warn(message: str, stderr: bool = False) -> None:
 @app.command()
 def run(
     model: str = typer.Option(..., help="A preset or alias (see `qbench models`), or a qbench checkpoint folder."),
-    suite: str = typer.Option(..., help="A suite in suites/: vqa, vqav2, gqa, vizwiz, textvqa, pope, lite, mini."),
+    suite: str = typer.Option(None, help="A suite in suites/ (vqa, vqav2, gqa, vizwiz, textvqa, pope, lite, mini) or "
+                              "the path of a suite YAML of your own."),
+    tasks: str = typer.Option(None, help="Instead of --suite: comma-separated tasks (or groups) that lmms-eval, "
+                              "qbench's suites or an --include-path define, e.g. mini_vqav2,pope_adv."),
+    include_path: list[str] = typer.Option([], help="A folder of task YAMLs of your own, in lmms-eval's format, "
+                                           "as `lmms-eval --include_path` takes it (repeatable)."),
     limit: int = typer.Option(None, min=1, help="At most this many samples per task."),
     checkpoint: str = typer.Option(None, help="Weights: a path, FORMAT:HUB_ID_OR_PATH or random (default: the "
                                    "preset's own)."),
-    data_dir: str = typer.Option("data", help="Local dataset copies in the hub layout, at DATA_DIR/<hub id>; the "
-                                 "mini suite's are generated at DATA_DIR/mini on first use."),
+    data_dir: str = typer.Option("data", envvar="QBENCH_DATA_DIR", help="Local dataset copies in the hub layout, "
+                                 "at DATA_DIR/<hub id>; the mini suite's are generated at DATA_DIR/mini on first "
+                                 "use."),
     output: str = typer.Option("results/runs", help="Writes OUTPUT/<model>__<suite>__<time>/; an unfinished run "
                                "with the same settings there is resumed."),
     device: str = typer.Option(None, help="cuda, cuda:N or cpu (default: this process's GPU, else the CPU)."),
@@ -421,18 +545,15 @@ def run(
     engine: str = typer.Option("answering", help="answering (each image's prefix encoded and prefilled once for all "
                                "its questions) or plain (VLM.generate per batch); the answers are the same."),
 ) -> None:
-    """Evaluate a model on a suite through lmms-eval: summary.json and samples.jsonl in a new run folder."""
-    import os
-
-    os.environ.setdefault("LOGURU_LEVEL", "WARNING")  # lmms-eval's debug lines
-    os.environ.setdefault("TQDM_DISABLE", "1")  # lmms-eval's and datasets' bars: the rich one says it all
+    """Evaluate a model on a suite or on tasks through lmms-eval, into a new (or resumed) run folder."""
     from qbench.folder import FolderBusy
     from qbench.suites.runner import RunInterrupted
     from qbench.suites.runner import run as run_suite
 
     try:
         summary, folder = run_suite(model, suite, limit, checkpoint, data_dir, output, device, dtype, batch_size,
-                                    variant, seed=seed, engine=engine, warn=warn)
+                                    variant, seed=seed, engine=engine, tasks=split(tasks or ""),
+                                    include_paths=include_path, warn=warn)
     except FolderBusy as error:
         fail(f"{error}. Wait for it to finish, or give another --output to run the same again separately")
     except RunInterrupted as stop:
@@ -492,14 +613,14 @@ def interval_text(found: dict | None) -> str:
     return f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
 
 
-data_app = typer.Typer(help="Datasets: the offline mini-suites.", no_args_is_help=True)
+data_app = typer.Typer(cls=Commands, help="Datasets: the offline mini-suites.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
 @data_app.command("mini")
 def data_mini(
-    out: str = typer.Option("data", help="Writes OUT/mini/{VQAv2,GQA,VizWiz-VQA,textvqa,POPE} in the hub layout, "
-                            "which `qbench run --data-dir OUT --suite mini` reads."),
+    output: str = typer.Option("data", help="Writes OUTPUT/mini/{VQAv2,GQA,VizWiz-VQA,textvqa,POPE} in the hub "
+                               "layout, which `qbench run --data-dir OUTPUT --suite mini` reads."),
     seed: int = typer.Option(0, min=0, max=MAX_SEED, help="The same seed always writes the same datasets."),
     eval_questions: int = typer.Option(None, "--eval", help="Questions per eval split (default 300)."),
     train_questions: int = typer.Option(None, "--train", help="Questions per train split (default 4000)."),
@@ -508,7 +629,7 @@ def data_mini(
     from qbench.suites import mini
 
     try:
-        folder = mini.write(out, seed, mini.EVAL_QUESTIONS if eval_questions is None else eval_questions,
+        folder = mini.write(output, seed, mini.EVAL_QUESTIONS if eval_questions is None else eval_questions,
                             mini.TRAIN_QUESTIONS if train_questions is None else train_questions)
     except ValueError as error:
         fail(str(error))

@@ -2,8 +2,8 @@
 what it holds.
 
 A file's fingerprint is the sha256 of its bytes; a folder's, that of its files' relative names and fingerprints,
-so the same data has the same fingerprint wherever it lies. Hidden files and folders do not count: they are
-bookkeeping, not data (a folder's lock, `hf download`'s .cache/, .gitattributes). Hashing a large local copy (tens of GB) takes a while,
+so the same data has the same fingerprint wherever it lies. Hidden files and folders and __pycache__ do not count:
+they are bookkeeping, not data (a folder's lock, `hf download`'s .cache/, .gitattributes, compiled task utils). Hashing a large local copy (tens of GB) takes a while,
 so each file's digest is remembered in <cache root>/fingerprints.json, keyed on its path, inode, size and
 modification and change times: a file rewritten in any way is hashed again.
 """
@@ -101,7 +101,8 @@ def examples_fingerprint(examples: Sequence[Any]) -> str:
 
 
 def hidden(relative: Path) -> bool:
-    return any(part.startswith(".") for part in relative.parts)
+    """Bookkeeping, not data: hidden files and folders, and the __pycache__ Python writes beside a task's utils.py."""
+    return any(part.startswith(".") or part == "__pycache__" for part in relative.parts)
 
 
 def read_memo(path: Path) -> dict[str, str]:

@@ -2,7 +2,9 @@
 
 `FolderLock(folder)` is held by the one process that writes a folder: an flock on `folder/.lock`, which the kernel
 releases when the process ends, however it ends (a killed run leaves no stale lock behind), with the holder's pid,
-host, start and command written in the file so that a process refused the lock can say who holds it.
+host, start and command written in the file so that a process refused the lock can say who holds it. The holder
+removes the file when it lets go, so finished folders hold no lock file; a process that locked a file just removed
+(it waited on it while the holder finished) tries again on the path's new file.
 `write_atomic` writes a file whole or not at all: a kill leaves the old file or the new one, never half of one.
 `inside(folder, name)` is the one way a name that a user or a file gave (a run's model name, an ablation's --name)
 becomes a path: one plain name, which stays inside the folder it is meant for.
@@ -106,18 +108,25 @@ class FolderLock:
     def __init__(self, folder: Path, wait: bool = False):
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / LOCK_FILE
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(self.fd)
-            raise FolderBusy(f"{folder} is being written by {describe(read_holder(path))}") from None
+        self.path = folder / LOCK_FILE
+        while True:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(self.fd)
+                raise FolderBusy(f"{folder} is being written by {describe(read_holder(self.path))}") from None
+            if still_there(self.fd, self.path):
+                break
+            os.close(self.fd)  # the holder removed it as we waited: lock the file now at the path
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, (json.dumps(holder()) + "\n").encode(), 0)
 
     def release(self) -> None:
+        """Remove the lock file (while still holding it, so no one locks a file on its way out), then let go."""
         if self.fd is not None:
+            if still_there(self.fd, self.path):
+                self.path.unlink()
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
@@ -139,6 +148,14 @@ def hold(folder: Path, otherwise: str) -> Iterator[FolderLock]:
         raise FolderBusy(f"{busy}; wait for it to finish, or {otherwise}") from None
     with lock:
         yield lock
+
+
+def still_there(fd: int, path: Path) -> bool:
+    """Whether the open file `fd` is still the file at `path` (not removed or replaced since it was opened)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def read_holder(path: Path) -> dict[str, object]:

@@ -38,6 +38,49 @@ def read_json(path: str | Path, remedy: str) -> Any:
         raise unreadable(path, f"cannot be read as JSON ({error})", remedy) from None
 
 
+# Every --dtype and --save-dtype takes these names; None (no --dtype) is bf16 on a GPU and fp32 on the CPU.
+DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16",
+          "float16": "float16"}
+
+
+def resolve_dtype(dtype: torch.dtype | str | None, device: str | torch.device = "cpu") -> torch.dtype:
+    """A torch dtype from its name (DTYPES); bf16 on a GPU and fp32 on the CPU unless asked otherwise."""
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None:
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype {dtype!r}; choose from: {', '.join(DTYPES)}")
+    return getattr(torch, DTYPES[dtype])
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """The short name of a torch dtype: bf16, fp16 or fp32."""
+    return {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}[str(dtype).removeprefix("torch.")]
+
+
+def process_rank() -> tuple[int, int, int]:
+    """(rank, local rank, world size) as torchrun and accelerate set them."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """The device a `--device` names, checked: nothing or `auto` is this process's GPU where there is one, else the
+    CPU; a bare `cuda` is this process's own GPU (its local rank under torchrun), made current."""
+    import torch
+
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    chosen = check_device(device)
+    if chosen.type == "cuda":
+        if chosen.index is None:
+            chosen = torch.device("cuda", process_rank()[1])
+        torch.cuda.set_device(chosen)
+    return chosen
+
+
 def check_device(device: str) -> torch.device:
     """The torch device a `--device` names, if this machine has it; UserError saying what to type otherwise."""
     import torch

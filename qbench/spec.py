@@ -14,9 +14,10 @@ from typing import Any
 
 from qbench.folder import name_problem
 
+TINY_VOCAB = 1024  # the tiny twins' vocabulary: the size of qbench's built-in tokenizers
 # The largest size each field may ask for: far above any published model's, far below what would exhaust a machine.
 LIMITS = {"resolution": 4096, "patch": 1024, "width": 16384, "depth": 256, "heads": 256, "mlp": 131072,
-          "registers": 256, "hidden": 32768, "layers": 512, "vocab": 1 << 19, "option": 1 << 17}
+          "registers": 256, "hidden": 32768, "layers": 512, "vocab": 1 << 19, "option": 1 << 20}
 
 
 class SpecError(ValueError):
@@ -27,7 +28,7 @@ def whole(value: Any, where: str, limit: str, low: int = 1) -> None:
     """A whole number from `low` to LIMITS[limit]; SpecError naming `where` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= LIMITS[limit]:
         shown = repr(value) if len(repr(value)) <= 30 else f"{repr(value)[:27]}..."
-        raise SpecError(f"{where} is {shown}: it must be a whole number from {low} to {LIMITS[limit]:,}")
+        raise SpecError(f"{where} is {shown}: it must be a whole number from {low:,} to {LIMITS[limit]:,}")
 
 
 def text_field(value: Any, where: str) -> None:
@@ -36,16 +37,24 @@ def text_field(value: Any, where: str) -> None:
 
 
 def check_options(options: Any, where: str) -> None:
-    """Options are names to whole numbers (within LIMITS['option']), finite numbers, flags or short strings."""
+    """Options are names to JSON values: whole numbers within LIMITS['option'], finite numbers, flags, strings, and
+    lists or objects of those (a hybrid's layer pattern, a rope setting), none of them large."""
     if not isinstance(options, dict):
         raise SpecError(f"{where} must be an object of named options")
     for name, value in options.items():
-        if isinstance(value, int) and not isinstance(value, bool):
-            whole(value, f"{where}.{name}", "option", low=0)
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise SpecError(f"{where}.{name} is {value!r}: it must be a finite number")
-        elif not isinstance(value, (bool, float, str)) or (isinstance(value, str) and len(value) > 64):
-            raise SpecError(f"{where}.{name} must be a number, a flag or a short string")
+        check_option(value, f"{where}.{name}")
+
+
+def check_option(value: Any, where: str, depth: int = 0) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        whole(value, where, "option", low=-LIMITS["option"])
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(f"{where} is {value!r}: it must be a finite number")
+    elif isinstance(value, (list, dict)) and depth < 3 and len(value) <= LIMITS["layers"] * 2:
+        for key, item in (value.items() if isinstance(value, dict) else enumerate(value)):
+            check_option(item, f"{where}.{key}", depth + 1)
+    elif not (value is None or isinstance(value, (bool, float)) or (isinstance(value, str) and len(value) <= 1024)):
+        raise SpecError(f"{where} must be a number, a flag, a string, or a short list or object of those")
 
 
 def check_spec(data: Any) -> None:

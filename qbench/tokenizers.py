@@ -7,6 +7,7 @@ import functools
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from qbench.prompts import IMAGE
+from qbench.spec import TINY_VOCAB
 
 # Built-in tokenizers: a byte-level BPE learnt from a fixed corpus, with each family's special tokens.
 BUILTIN_SPECIALS = {
@@ -34,7 +35,7 @@ def builtin_corpus() -> list[str]:
 
 
 @functools.cache
-def builtin_tokenizer(name: str, vocab_size: int = 1024) -> PreTrainedTokenizerFast:
+def builtin_tokenizer(name: str, vocab_size: int = TINY_VOCAB) -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     specials = BUILTIN_SPECIALS[name]
@@ -55,15 +56,9 @@ TOKENIZER_FILES = ["tokenizer*", "special_tokens_map.json", "added_tokens.json",
 def tokenizer_files(source: str) -> str:
     """The local folder of a hub id's or path's tokenizer files; WeightsNotFound naming it when there is none. Cheap:
     it only looks for files (the path, $QBENCH_HUB_DIR, the hub cache) or fetches those files alone."""
-    from qbench.checkpoints.hub import resolve_repo
+    from qbench.hub import resolve_repo
 
     return resolve_repo(source, what="tokenizer", files=TOKENIZER_FILES)
-
-
-def check_tokenizer(source: str) -> None:
-    """Fail before a model is built when its tokenizer is not here."""
-    if source not in BUILTIN_SPECIALS:
-        tokenizer_files(source)
 
 
 def load_tokenizer(source: str) -> PreTrainedTokenizerBase:

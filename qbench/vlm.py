@@ -10,7 +10,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from qbench.backbones import Backbone, DecodeState
-from qbench.engine import greedy_decode
+from qbench.backbones.decode import EagerDecoder, greedy_decode
 from qbench.projectors import Projector
 from qbench.prompts import IMAGE, PROMPTS, PromptFormat
 from qbench.spec import VLMSpec
@@ -155,21 +155,22 @@ class VLM(nn.Module):
     # --- end to end --------------------------------------------------------------------------------------------
     @torch.inference_mode()
     def generate(self, images: Sequence[ImageLike | Sequence[ImageLike]], questions: Sequence[str],
-                 max_new_tokens: int = 16, engine: str = "eager") -> list[str]:
-        """Greedy answers, one per (image, question), stopping at EOS, decoded by `engine` (eager or graph).
+                 max_new_tokens: int = 16, decoder: type[EagerDecoder] = EagerDecoder) -> list[str]:
+        """Greedy answers, one per (image, question), stopping at EOS, decoded by `decoder` (the eager one, or an
+        engine's: `qbench.engine.ENGINES[name]`).
 
         An entry of `images` may be a list of images (the same number for every question): one prompt over all of
         them, in the system's multi-image layout (qbench.prompts)."""
-        return [self.decode_answer(row) for row in self.generate_tokens(images, questions, max_new_tokens, engine)]
+        return [self.decode_answer(row) for row in self.generate_tokens(images, questions, max_new_tokens, decoder)]
 
     @torch.inference_mode()
     def generate_tokens(self, images: Sequence[ImageLike | Sequence[ImageLike]], questions: Sequence[str],
-                        max_new_tokens: int = 16, engine: str = "eager") -> list[list[int]]:
+                        max_new_tokens: int = 16, decoder: type[EagerDecoder] = EagerDecoder) -> list[list[int]]:
         """`generate`'s greedy tokens, before decoding: each row up to its EOS (included) or `max_new_tokens`."""
         flat, per_prompt = images_per_prompt(images)
         visual = self.encode_images(self.preprocess(flat))
         embeds, mask, _ = self.build_inputs(visual, questions, images=per_prompt)
-        tokens = greedy_decode(self.backbone, embeds, mask, max_new_tokens, eos_id=self.eos_id, engine=engine)
+        tokens = greedy_decode(self.backbone, embeds, mask, max_new_tokens, self.eos_id, decoder)
         return [until_eos(row, self.eos_id) for row in tokens.tolist()]
 
     def decode_answer(self, ids: list[int]) -> str:

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from qbench.ablate import answer_score, combinations
+from qbench.backbones import BACKBONES as BACKBONE_CLASSES
 from qbench.cli import app
 
 
@@ -20,20 +21,26 @@ def test_every_projector_backbone_pair_and_the_query_sweep():
     assert combos["tiny-mlp-llama"].prompt == "llava" and combos["tiny-mlp-mamba2"].prompt == "zephyr"
 
 
-def test_ablate_writes_a_table_per_task_with_chance_and_speed(tmp_path, monkeypatch):
+# Llama, and every hybrid backbone (trained, timed and evaluated as the others)
+END_TO_END = ["llama", *(kind for kind in BACKBONE_CLASSES.names() if BACKBONE_CLASSES[kind].state_kind() == "hybrid")]
+
+
+@pytest.mark.parametrize("backbone", END_TO_END)
+def test_ablate_writes_a_table_per_task_with_chance_and_speed(backbone, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["ablate", "--projectors", "mlp", "--backbones", "llama", "--name", "t",
+    result = CliRunner().invoke(app, ["ablate", "--projectors", "mlp", "--backbones", backbone, "--name", "t",
                                       "--steps", "3", "--batch-size", "4", "--train-questions", "8", "--limit", "3",
                                       "--device", "cpu"])
     assert result.exit_code == 0, result.output
+    combo = f"tiny-mlp-{backbone}"
     table = (tmp_path / "results/ablation/t/mini_vqav2.md").read_text()
-    assert "chance level" in table and "tiny-mlp-llama" in table and "decode_tokens_per_s" in table
+    assert "chance level" in table and combo in table and "decode_tokens_per_s" in table
     meta = json.loads((tmp_path / "results/ablation/t/ablation.json").read_text())
     assert meta["schema"] == "qbench.ablation/1" and meta["budget"]["steps"] == 3
-    assert list(meta["combos"]) == ["tiny-mlp-llama"]
+    assert list(meta["combos"]) == [combo]
     assert {row["task"] for row in meta["rows"]} >= {"mini_vqav2", "mini_pope_adv"}
     assert all(0 <= row["value"] <= 1 and row["chance"] is not None for row in meta["rows"])
-    run = next((tmp_path / "data/ablation/t/tiny-mlp-llama/seed0/runs").glob("*/samples.jsonl"))
+    run = next((tmp_path / f"data/ablation/t/{combo}/seed0/runs").glob("*/samples.jsonl"))
     for sample in map(json.loads, run.read_text().splitlines()):  # chance levels score answers as lmms-eval does
         if sample["answer"].isalnum():
             assert answer_score(sample["answer"].lower(), sample["target"]) == pytest.approx(sample["score"])

@@ -8,7 +8,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import qbench
-from qbench.engine import greedy_decode
+from qbench.backbones.decode import greedy_decode
 from qbench.engine.answering import AnsweringEngine, AnsweringSettings, image_key
 from qbench.presets import preset_names
 

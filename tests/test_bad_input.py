@@ -25,14 +25,18 @@ def qbench_cli(*args: str):
     return CliRunner().invoke(app, [str(arg) for arg in args])
 
 
+STEPS = ("building ", "timing ", "loading ", "writing ")  # what a command says as a long step starts
+
+
 def refused(result, *phrases: str) -> str:
-    """The one error line of a refused command, checked for each phrase."""
+    """The one error line of a refused command, checked for each phrase; before it, at most the lines that said
+    which long step had started (the mistake showed only once the step read the file)."""
     assert result.exit_code == 2, (result.output, result.exception)
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    *steps, error = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert error.startswith("error: ") and all(line.startswith(STEPS) for line in steps), result.output
     for phrase in phrases:
-        assert phrase in lines[0], lines[0]
-    return lines[0]
+        assert phrase in error, error
+    return error
 
 
 class Payload:
@@ -89,7 +93,7 @@ def test_speed_refuses_token_counts_that_are_not_whole_numbers_of_one_or_more(to
 @pytest.mark.parametrize("command", [["run", "--model", "tiny-cobra", "--suite", "mini"], SPEED, TRAIN])
 def test_a_device_this_machine_lacks_is_refused(command, tmp_path):
     out = tmp_path / "out"
-    refused(qbench_cli(*command, "--device", missing_gpu(), "--output" if command[0] != "train" else "--out", out),
+    refused(qbench_cli(*command, "--device", missing_gpu(), "--output", out),
             f"--device {missing_gpu()}")
     assert not out.exists()  # refused before anything was written, trained or measured
 
@@ -110,8 +114,8 @@ def test_debug_shows_the_traceback_instead():
 def test_train_into_a_folder_it_cannot_write_stops_before_the_first_step(tmp_path, llava_data):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    refused(qbench_cli(*TRAIN, *llava_data, "--out", blocker / "run"), f"--out {blocker / 'run'}: cannot write there",
-            "Not a directory")
+    refused(qbench_cli(*TRAIN, *llava_data, "--output", blocker / "run"),
+            f"--output {blocker / 'run'}: cannot write there", "Not a directory")
     refused(qbench_cli("run", "--model", "tiny-cobra", "--suite", "mini", "--output", blocker / "runs"),
             "--output", "cannot write there")
 
@@ -119,7 +123,7 @@ def test_train_into_a_folder_it_cannot_write_stops_before_the_first_step(tmp_pat
 @pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs /sys, which no one (not even root) may write into")
 def test_train_into_a_folder_refusing_writes_stops_before_the_first_step(llava_data):
     """A real probe file is written: chmod does not stop root (the tests run as root here), /sys does."""
-    refused(qbench_cli(*TRAIN, *llava_data, "--out", "/sys"), "--out /sys: cannot write there",
+    refused(qbench_cli(*TRAIN, *llava_data, "--output", "/sys"), "--output /sys: cannot write there",
             "choose a folder you can write to")
 
 
@@ -184,7 +188,7 @@ def test_a_planted_pickle_in_the_trainers_resume_state_does_not_run(tmp_path, ll
         torch.save(state, resume / "trainer.pt")
     else:
         (resume / "trainer.pt").write_bytes(pickle.dumps(state, protocol=2))
-    refused(qbench_cli(*TRAIN, *llava_data, "--out", tmp_path / "run", "--device", "cpu"),
+    refused(qbench_cli(*TRAIN, *llava_data, "--output", tmp_path / "run", "--device", "cpu"),
             f"{resume / 'trainer.pt'} holds Python objects besides tensors", "never unpickles",
             f"delete {resume} to start this training afresh")
 
@@ -197,13 +201,15 @@ def test_a_planted_pickle_in_a_published_checkpoint_does_not_run(tmp_path, marke
                                                                  layout):
     monkeypatch.setenv("QBENCH_HUB_DIR", str(tmp_path / "hub"))  # the full preset's tokenizer, made here
     builtin_tokenizer("qbench-tiny-neox").save_pretrained(tmp_path / "hub" / get_preset(full).tokenizer)
+    for tower in get_preset(full).vision.weights.values():  # looked for only: the pickle is refused before they are read
+        (tmp_path / "hub" / tower).mkdir(parents=True)
     planted = tmp_path / "repo" / layout
     planted.parent.mkdir(parents=True)
     torch.save({"model": {"projector": Payload(marker)}}, planted)
     # the format named, or the path alone (read as the full preset's published format, recognised first)
     for model, source in ((tiny, f"{fmt}:{tmp_path / 'repo'}"), (full, str(planted))):
         refused(qbench_cli(*SPEED[:2], model, *SPEED[3:], "--checkpoint", source, "--device", "cpu",
-                           "--output", tmp_path / "speed"),
+                           "--allow-slow", "--output", tmp_path / "speed"),  # a full preset: its .pt is refused
                 f"{planted} holds Python objects besides tensors and plain data (io.open)", "never unpickles",
                 "published checkpoint again")
 
@@ -211,7 +217,7 @@ def test_a_planted_pickle_in_a_published_checkpoint_does_not_run(tmp_path, marke
 # --- what is missing is found before the expensive work ---------------------------------------------------------
 @pytest.mark.parametrize("command", [
     ["run", "--model", "q-mamba", "--suite", "mini", "--data-dir", "{tmp}/data", "--output", "{tmp}/out"],
-    ["train", "--model", "q-mamba", "--steps", "2", "--out", "{tmp}/out"],
+    ["train", "--model", "q-mamba", "--steps", "2", "--output", "{tmp}/out"],
 ])
 def test_a_missing_tokenizer_is_named_before_data_or_a_model_is_made(command, tmp_path, monkeypatch):
     from huggingface_hub import constants
@@ -221,3 +227,51 @@ def test_a_missing_tokenizer_is_named_before_data_or_a_model_is_made(command, tm
     refused(qbench_cli(*(arg.format(tmp=tmp_path) for arg in command)),
             "cannot find tokenizer 'xiuyul/mamba-2.8b-zephyr'", "hf download xiuyul/mamba-2.8b-zephyr")
     assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch) -> Path:
+    """No hub cache and no $QBENCH_HUB_DIR yet (the hub is offline in the tests): nothing is on this machine."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("QBENCH_HUB_DIR", raising=False)
+    return tmp_path / "hub"
+
+
+COBRA_REPOS = {"checkpoint": "han1997/cobra", "vision tower dinov2": "facebook/dinov2-with-registers-large",
+               "vision tower siglip": "google/siglip-so400m-patch14-384", "tokenizer": "xiuyul/mamba-2.8b-zephyr"}
+
+
+def test_every_missing_repository_is_named_at_once_with_its_download_line(empty_hub, tmp_path, monkeypatch):
+    run = ["run", "--model", "cobra", "--suite", "mini", "--data-dir", tmp_path / "data", "--output", tmp_path / "out"]
+    line = refused(qbench_cli(*run), "cobra-3b needs 4 hub repositories", "`qbench models --hub cobra-3b` lists them")
+    for role, repo in COBRA_REPOS.items():
+        assert f"{role} {repo}" in line and f"hf download {repo} " in line
+        assert f"--local-dir $QBENCH_HUB_DIR/{repo}`" in line
+    assert "--include cobra+3b/config.json --include cobra+3b/checkpoints/latest-checkpoint.pt" in line
+    tokenizer = empty_hub / COBRA_REPOS["tokenizer"]  # one copied where QBENCH_HUB_DIR says: three left
+    tokenizer.mkdir(parents=True)
+    (tokenizer / "tokenizer.json").write_text("{}")  # only looked for here: read when a model is built
+    monkeypatch.setenv("QBENCH_HUB_DIR", str(empty_hub))
+    line = refused(qbench_cli(*run), "cobra-3b needs 3 hub repositories", f"--local-dir {empty_hub}/han1997/cobra`")
+    assert COBRA_REPOS["tokenizer"] not in line
+    assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
+
+
+def test_models_hub_lists_what_a_preset_reads_where_it_goes_and_whether_it_is_here(empty_hub, monkeypatch):
+    (empty_hub / COBRA_REPOS["tokenizer"]).mkdir(parents=True)
+    monkeypatch.setenv("QBENCH_HUB_DIR", str(empty_hub))
+    result = qbench_cli("models", "--hub", "cobra", "--json")
+    assert result.exit_code == 0, result.output
+    listed = {tuple(repo["roles"]): repo for repo in json.loads(result.output)}
+    assert {roles[0]: repo["repo_id"] for roles, repo in listed.items()} == COBRA_REPOS
+    for repo in listed.values():
+        assert repo["local_dir"] == str(empty_hub / repo["repo_id"])
+        assert repo["download"].startswith(f"hf download {repo['repo_id']} ")
+        assert repo["download"].endswith(f"--local-dir {empty_hub / repo['repo_id']}")
+        assert repo["found"] == (str(empty_hub / repo["repo_id"]) if repo["roles"] == ["tokenizer"] else None)
+    text = qbench_cli("models", "--hub", "llava")
+    assert text.exit_code == 0 and "checkpoint + tokenizer: llava-hf/llava-1.5-7b-hf (missing)" in text.output
+    assert "reads nothing from the hub" in qbench_cli("models", "--hub", "tiny-cobra").output
+    refused(qbench_cli("models", "--hub", "kobra"), "unknown model 'kobra'")

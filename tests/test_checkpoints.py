@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
+from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import (
     CLIPVisionConfig,
@@ -25,13 +26,13 @@ from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer
 
 import qbench
 from qbench.checkpoints import CheckpointMismatch, WeightsNotFound, save_native
-from qbench.checkpoints.base import check_fit
+from qbench.checkpoints.base import check_fit, shared_keys
 from qbench.checkpoints.cobra import RULES as COBRA_RULES
 from qbench.checkpoints.convert import rename
 from qbench.checkpoints.llava_hf import RULES as LLAVA_RULES
 from qbench.checkpoints.mlmamba import RULES as MLMAMBA_RULES
 from qbench.checkpoints.prismatic import flatten
-from qbench.presets import get_preset
+from qbench.presets import get_preset, preset_names
 from qbench.vlm import VLM, build_vlm
 
 COBRA_CONFIG = {  # the "model" section of han1997/cobra's cobra+3b/config.json
@@ -452,3 +453,21 @@ def test_native_format_round_trips(system, request, tmp_path):
     directory = save_native(original, tmp_path / "native")
     assert torch.equal(logits(qbench.load_model(str(directory))), logits(original))
     assert torch.equal(logits(qbench.load_model(original.spec.name, checkpoint=str(directory))), logits(original))
+
+
+@pytest.mark.parametrize("preset", [name for name in preset_names() if name.startswith("tiny-")])
+def test_every_tiny_preset_round_trips_its_tensors_stored_once(preset, tmp_path):
+    """A tensor that several keys name (a tied LM head, Zamba2's shared attention blocks) is written once, under its
+    first key, and loaded back into all of them."""
+    original = qbench.load_model(preset, seed=3)
+    with torch.no_grad():  # away from any init the loader could redraw
+        for parameter in original.parameters():
+            parameter.add_(0.01)
+    directory = save_native(original, tmp_path / "native")
+    with safe_open(directory / "model.safetensors", framework="pt") as stored:
+        keys = set(stored.keys())
+    assert keys == set(original.state_dict()) - {key for keys in shared_keys(original) for key in keys[1:]}
+    loaded = qbench.load_model(str(directory))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), original.state_dict().values()))
+    assert shared_keys(loaded) == shared_keys(original)  # still one tensor, not copies
+    assert torch.equal(logits(loaded), logits(original))

@@ -55,7 +55,7 @@ def test_runs_an_ablation_and_a_report_leave_the_shipped_results_alone_and_mix_n
            "--repeats", "1", "--dtype", "fp32", "--device", "cpu", "--output", "results/speed/cpu_today")
     qbench("ablate", "--projectors", "mlp", "--backbones", "llama", "--name", "first-try", "--steps", "2",
            "--batch-size", "4", "--train-questions", "8", "--recipe", "cobra", "--limit", "4", "--device", "cpu")
-    qbench("report", "--results", "results", "--out", "my-report")
+    qbench("report", "--results", "results", "--output", "my-report")
 
     assert digests(REPO / "results", names) == shipped  # nothing the project ships was touched
     copy = digests(tmp_path / "results")

@@ -1,21 +1,30 @@
-"""The decode engines: qbench's greedy decode gives transformers' own greedy tokens; the graph engine's state copy
-is exact; the graph engine is refused on the CPU."""
+"""The decode engines, for every registered backbone: qbench's greedy decode gives transformers' own greedy tokens;
+the graph engine's state copy is exact; a question continues an image's prefix state as if its prompt had run
+whole; the graph engine is refused on the CPU."""
 
 import pytest
 import torch
 
-from qbench.backbones import build_backbone
-from qbench.engine import ENGINES, GraphUnavailable, greedy, greedy_decode, make_decoder
-from qbench.engine.graph import copy_state
-from qbench.presets import get_preset
+from qbench.backbones import BACKBONES, build_backbone
+from qbench.backbones.decode import greedy_decode
+from qbench.backbones.state import allocated_state, copy_state, load_rows
+from qbench.engine import ENGINES, GraphUnavailable, greedy, make_decoder
 from qbench.registry import UnknownName
 
 NEW_TOKENS = 12
+KINDS = BACKBONES.names()
 
 
-def tiny_backbone(preset: str):
+def tiny_family(kind: str, shaken: bool = False):
+    """The tiny twin of a backbone family (random, seed 0); `shaken`: its weights moved off their init, so that
+    every decay, skip and bias differs per channel."""
     torch.manual_seed(0)
-    return build_backbone(get_preset(preset).backbone).eval()
+    backbone = build_backbone(BACKBONES[kind].tiny).eval()
+    if shaken:
+        with torch.no_grad():
+            for parameter in backbone.parameters():
+                parameter.add_(0.05 * torch.randn_like(parameter))
+    return backbone
 
 
 def left_padded_prompts(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,30 +37,31 @@ def left_padded_prompts(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
-@pytest.mark.parametrize("preset", ["tiny-cobra", "tiny-ml-mamba", "tiny-llava"])
-def test_eager_decode_matches_transformers_generate(preset):
-    backbone = tiny_backbone(preset)
+@pytest.mark.parametrize("kind", KINDS)
+def test_eager_decode_matches_transformers_generate(kind):
+    backbone = tiny_family(kind)
     ids, mask = left_padded_prompts(backbone.model.config.vocab_size)
-    rows = range(2) if backbone.family == "llama" else range(1)  # transformers' Mamba generate ignores padding
+    rows = range(2) if backbone.attention_cache else range(1)  # transformers' pure Mamba generate ignores padding
     with torch.inference_mode():
         ours = greedy_decode(backbone, backbone.embed(ids[rows]), mask[rows], NEW_TOKENS)
-        theirs = backbone.model.generate(input_ids=ids[rows], attention_mask=mask[rows], max_new_tokens=NEW_TOKENS,
-                                         min_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=0)
+        theirs = backbone.reference().generate(input_ids=ids[rows], attention_mask=mask[rows],
+                                               max_new_tokens=NEW_TOKENS, eos_token_id=None, do_sample=False,
+                                               pad_token_id=0)  # EOS neither stops nor is forbidden
     assert ours.shape == (len(rows), NEW_TOKENS)
     assert torch.equal(ours, theirs[:, ids.shape[1]:])
 
 
-@pytest.mark.parametrize("preset", ["tiny-cobra", "tiny-ml-mamba", "tiny-llava"])
-def test_copied_state_decodes_like_the_original(preset):
+@pytest.mark.parametrize("kind", KINDS)
+def test_copied_state_decodes_like_the_original(kind):
     """What the graph engine does per prompt: prefill a fresh state, copy it into the captured one, step there."""
-    backbone = tiny_backbone(preset)
+    backbone = tiny_family(kind)
     ids, mask = left_padded_prompts(backbone.model.config.vocab_size)
     with torch.inference_mode():
         embeds = backbone.embed(ids)
         fresh, captured = backbone.new_state(2, 16), backbone.new_state(2, 16)
         backbone.prefill(embeds.flip(0), mask.flip(0), captured)  # another prompt was there before
         logits = backbone.prefill(embeds, mask, fresh)
-        copy_state(fresh, captured)
+        copy_state(backbone, fresh, captured)
         token = logits.argmax(-1)
         for _ in range(4):
             expected = backbone.step(token, fresh)
@@ -60,10 +70,10 @@ def test_copied_state_decodes_like_the_original(preset):
             token = expected.argmax(-1)
 
 
-@pytest.mark.parametrize("preset", ["tiny-cobra", "tiny-ml-mamba", "tiny-llava"])
-def test_prompts_prefilled_a_group_at_a_time_decode_like_the_batch_prefilled_at_once(preset):
+@pytest.mark.parametrize("kind", KINDS)
+def test_prompts_prefilled_a_group_at_a_time_decode_like_the_batch_prefilled_at_once(kind):
     """What the speed sweep does with a large batch: each group of prompts into its rows of one batch-wide state."""
-    backbone = tiny_backbone(preset)
+    backbone = tiny_family(kind)
     ids = torch.randint(3, backbone.model.config.vocab_size, (3, 7), generator=torch.Generator().manual_seed(2))
     mask = torch.ones_like(ids)
     with torch.inference_mode():
@@ -75,15 +85,44 @@ def test_prompts_prefilled_a_group_at_a_time_decode_like_the_batch_prefilled_at_
         for start, stop in ((0, 1), (1, 3)):
             group = backbone.new_state(stop - start, 16)
             backbone.prefill(embeds[start:stop], mask[start:stop], group)
-            copy_state(group, batch, start)
+            copy_state(backbone, group, batch, start)
         for _ in range(4):
             expected = backbone.step(token, whole)
             torch.testing.assert_close(backbone.step(token, batch), expected)
             token = expected.argmax(-1)
 
 
+@pytest.mark.parametrize("padded", [True, False])
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_question_continues_an_image_prefix_state_as_if_its_prompt_ran_whole(kind, padded):
+    """What the answering engine does: two images' prefix states in a bank, loaded into the rows of a state used
+    before, each row continued by a question of its own length (left-padded) or all of one length, then one step: as
+    if each prompt had been run whole by transformers' model (a hybrid's recurrent state and KV cache together)."""
+    backbone = tiny_family(kind, shaken=True)
+    theirs = backbone.reference()
+    prefixes = torch.randint(3, 1000, (2, 6), generator=torch.Generator().manual_seed(2))
+    questions = torch.randint(3, 1000, (3, 5), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(questions)
+    if padded:
+        mask[0, :2], mask[1, :4] = 0, 0
+    sources = torch.tensor([1, 0, 1])
+    with torch.inference_mode():
+        bank = backbone.new_state(2, 6)
+        backbone.prefill(backbone.embed(prefixes), torch.ones_like(prefixes), bank)
+        state = allocated_state(backbone, 3, 16)
+        backbone.extend(questions.flip(0), mask, state)  # another batch was there before
+        load_rows(backbone, bank, sources, state)
+        logits = backbone.extend(questions, mask, state)
+        after = backbone.step(logits.argmax(-1), state)
+        for row in range(3):
+            whole = torch.cat([prefixes[sources[row]], questions[row][mask[row].bool()], logits[row].argmax()[None]])
+            expected = theirs(input_ids=whole[None]).logits[0]
+            torch.testing.assert_close(logits[row], expected[-2], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(after[row], expected[-1], rtol=1e-5, atol=1e-5)
+
+
 def test_eos_stops_all_rows_together():
-    backbone = tiny_backbone("tiny-llava")
+    backbone = tiny_family("llama")
     ids, mask = left_padded_prompts(backbone.model.config.vocab_size)
     with torch.inference_mode():
         free = greedy_decode(backbone, backbone.embed(ids), mask, NEW_TOKENS)
@@ -94,7 +133,7 @@ def test_eos_stops_all_rows_together():
 
 
 def test_a_decoder_is_reused_across_prompts():
-    backbone = tiny_backbone("tiny-cobra")
+    backbone = tiny_family("mamba")
     ids, mask = left_padded_prompts(backbone.model.config.vocab_size)
     decoder = make_decoder("eager", backbone, 1, 20)
     with torch.inference_mode():
@@ -109,10 +148,10 @@ def test_a_decoder_is_reused_across_prompts():
 @pytest.mark.parametrize("engine", ["graph", "graph-nocompile"])
 def test_graph_engine_is_refused_on_the_cpu(engine):
     with pytest.raises(GraphUnavailable, match="needs a CUDA device"):
-        make_decoder(engine, tiny_backbone("tiny-cobra"), 1, 16)
+        make_decoder(engine, tiny_family("mamba"), 1, 16)
 
 
 def test_engine_registry_names_the_choices():
     assert ENGINES.names() == ["eager", "graph", "graph-nocompile"]
     with pytest.raises(UnknownName, match="choose from: eager, graph, graph-nocompile"):
-        make_decoder("beam", tiny_backbone("tiny-cobra"), 1, 16)
+        make_decoder("beam", tiny_family("mamba"), 1, 16)

@@ -10,7 +10,7 @@ import torch
 
 from qbench.backbones import build_backbone
 from qbench.backbones.mamba_step import TORCH_OPS, fused_step, layers_of
-from qbench.engine import greedy_decode
+from qbench.backbones.decode import greedy_decode
 from qbench.presets import get_preset
 
 PRESETS = ["tiny-cobra", "tiny-ml-mamba"]
@@ -45,7 +45,8 @@ def test_fused_step_in_pytorch_matches_transformers_step(preset):
         token = backbone.prefill(backbone.embed(ids), mask, theirs).argmax(-1)
         backbone.prefill(backbone.embed(ids), mask, ours)
         for _ in range(3):
-            expected = backbone.model(input_ids=token[:, None], cache_params=theirs.cache, use_cache=True).logits[:, -1]
+            expected = backbone.reference()(input_ids=token[:, None], cache_params=theirs.cache,
+                                            use_cache=True).logits[:, -1]
             got = fused_step(backbone.model, layers_of(backbone.model), token, states_of(ours), TORCH_OPS)
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
             for (conv, ssm), (their_conv, their_ssm) in zip(states_of(ours), states_of(theirs)):

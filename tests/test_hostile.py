@@ -34,11 +34,11 @@ def refused(result, *phrases: str) -> str:
 
 
 def failed_after_work(result, *phrases: str) -> str:
-    """A command that stopped after doing some work (its progress printed): exit 2 and one `error:` line, its
-    last, checked for each phrase."""
+    """A command that stopped after doing some work (its progress printed): exit 2 and one `error:` line, checked
+    for each phrase."""
     assert result.exit_code == 2, (result.output, result.exception)
     errors = [line for line in result.output.strip().splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and result.output.strip().splitlines()[-1] == errors[0], result.output
+    assert len(errors) == 1, result.output
     said = " ".join(errors[0].split())
     for phrase in phrases:
         assert phrase in said, said
@@ -87,7 +87,7 @@ def test_case2_a_checkpoint_name_cannot_lead_out_of_the_output_folder(checkpoint
 def test_case2_the_run_folder_itself_is_made_only_inside_the_output(tmp_path):
     with pytest.raises(qbench.inputs.UserError, match="cannot name a folder inside"):
         runner.claim_folder(tmp_path, {"model": "../x", "suite": "mini"}, {})
-    assert list(tmp_path.iterdir()) == [tmp_path / ".lock"]
+    assert list(tmp_path.iterdir()) == []  # nothing made (the lock file goes with its lock)
 
 
 @pytest.mark.parametrize("name", ["../../../X", "/abs", "a/b", ""])
@@ -135,14 +135,14 @@ def test_case9_a_model_name_with_glob_and_markup_characters_resumes_and_prints_w
     lock.release()
     assert runner.unfinished(tmp_path / "runs", request, runner.folder_prefix(request, identity)) == folder
     # found again: its answers are not orphaned
-    done = qbench_cli("data", "mini", "--out", tmp_path / "d[x]", "--eval", "1", "--train", "1")
+    done = qbench_cli("data", "mini", "--output", tmp_path / "d[x]", "--eval", "1", "--train", "1")
     assert done.exit_code == 0 and f"wrote {tmp_path / 'd[x]' / 'mini'}" in " ".join(done.output.split())
     assert named.is_dir()
 
 
 # --- case 3: speed and workload rows are never lost -------------------------------------------------------------------
 SPEED = ["speed", "--engine", "eager", "--new-tokens", "2", "--repeats", "1", "--dtype", "fp32", "--device", "cpu"]
-WORKLOAD = ["workload", "--stream", "vizwiz", "--questions", "3", "--plain-questions", "2", "--plain-batch", "2",
+WORKLOAD = ["workload", "--stream", "vizwiz", "--questions", "3", "--plain-questions", "2", "--plain-batch-size", "2",
             "--device", "cpu", "--dtype", "fp32"]
 
 
@@ -217,9 +217,9 @@ def test_case9_an_empty_stream_or_model_list_is_refused_without_claiming_a_file(
 
 @pytest.mark.parametrize("command,said", [
     (["run", "--model", "tiny-llava", "--suite", "mini", "--seed", str(10 ** 22)], "Invalid value for '--seed'"),
-    (["train", "--model", "tiny-llava", "--out", "{tmp}/t", "--seed", str(10 ** 22)], "Invalid value for '--seed'"),
+    (["train", "--model", "tiny-llava", "--output", "{tmp}/t", "--seed", str(10 ** 22)], "Invalid value for '--seed'"),
     ([*SPEED, "--model", "tiny-cobra", "--tokens", "²"], "--tokens takes whole numbers of 1 or more"),
-    ([*SPEED, "--model", "tiny-cobra", "--batch", "²"], "--batch takes whole numbers of 1 or more"),
+    ([*SPEED, "--model", "tiny-cobra", "--batch-size", "²"], "--batch-size takes whole numbers of 1 or more"),
     (["ablate", "--seeds", "²"], "--seeds takes whole numbers of 0 or more"),
     (["ablate", "--seeds", str(10 ** 22)], "--seeds takes whole numbers from 0 to 2147483647"),
     (["ablate", "--shard", "²/3"], "--shard takes i/n"),
@@ -237,7 +237,7 @@ def test_case7_a_learning_rate_that_cannot_train_is_refused_up_front_naming_the_
     monkeypatch.chdir(tmp_path)
     built = []
     monkeypatch.setattr(qbench.vlm.VLM, "__init__", lambda *args, **kwargs: built.append(1))
-    given = ["--model", "tiny-llava", "--out", "t"] if command == "train" else []
+    given = ["--model", "tiny-llava", "--output", "t"] if command == "train" else []
     refused(qbench_cli(command, "--lr", value, *given), "--lr takes a finite number above 0, e.g. --lr 1e-3")
     assert not built and list(tmp_path.iterdir()) == []
 
@@ -263,14 +263,14 @@ TRAIN = ["train", "--model", "tiny-llava", "--steps", "4", "--batch-size", "2", 
 
 def test_case1_training_refuses_to_resume_on_changed_data(tmp_path):
     data = conversations(tmp_path / "data", ["red", "green", "blue", "yellow"])
-    first = qbench_cli(*TRAIN, *data, "--out", tmp_path / "run", "--stop-after", "2")
+    first = qbench_cli(*TRAIN, *data, "--output", tmp_path / "run", "--stop-after", "2")
     assert first.exit_code == 0, first.output
     changed = conversations(tmp_path / "data", ["rot", "grun", "blau", "gelb"], "Welche Farbe hat das Bild?")
-    refused(qbench_cli(*TRAIN, *changed, "--out", tmp_path / "run", "--stop-after", "2"),  # the same command
+    refused(qbench_cli(*TRAIN, *changed, "--output", tmp_path / "run", "--stop-after", "2"),  # the same command
             f"{tmp_path / 'run' / 'resume'} was written by a run with a different data",
             "or train into another --out")
     assert loop.sealed_step(tmp_path / "run" / "resume") == 2  # kept for the original data
-    again = qbench_cli(*TRAIN, *conversations(tmp_path / "data", ["red", "green", "blue", "yellow"]), "--out",
+    again = qbench_cli(*TRAIN, *conversations(tmp_path / "data", ["red", "green", "blue", "yellow"]), "--output",
                        tmp_path / "run")
     assert again.exit_code == 0, again.output  # the same data resumes
     assert json.loads((tmp_path / "run" / "train.json").read_text())["steps_done"] == 4
@@ -279,13 +279,13 @@ def test_case1_training_refuses_to_resume_on_changed_data(tmp_path):
 def test_case4_a_lying_seal_does_not_delete_the_good_checkpoint(tmp_path):
     data = conversations(tmp_path / "data", ["red", "green", "blue", "yellow"])
     out = tmp_path / "run"
-    assert qbench_cli(*TRAIN, *data, "--out", out, "--stop-after", "2").exit_code == 0
+    assert qbench_cli(*TRAIN, *data, "--output", out, "--stop-after", "2").exit_code == 0
     lying = out / "resume.new"
     shutil.copytree(out / "resume", lying)
     weights = (lying / "model.safetensors").read_bytes()
     (lying / "model.safetensors").write_bytes(weights[: len(weights) // 2])  # truncated
     (lying / "complete.json").write_text(json.dumps({"global_step": 999}))  # but claims to be complete
-    result = qbench_cli(*TRAIN, *data, "--out", out)
+    result = qbench_cli(*TRAIN, *data, "--output", out)
     assert result.exit_code == 0, result.output
     record = json.loads((out / "train.json").read_text())
     assert record["finished"] and record["steps_done"] == 4 and [s for s, _ in record["log"]] == [1, 2, 3, 4]
@@ -300,7 +300,7 @@ def test_case7_a_resume_folder_linking_out_of_out_is_refused_and_nothing_outside
     (outside / "precious.txt").write_text("keep me")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "resume").symlink_to(outside)
-    refused(qbench_cli(*TRAIN, *data, "--out", tmp_path / "run"),
+    refused(qbench_cli(*TRAIN, *data, "--output", tmp_path / "run"),
             f"{tmp_path / 'run' / 'resume'} is a symbolic link (to {outside})", "remove the link")
     assert sorted(p.name for p in outside.iterdir()) == ["complete.json", "precious.txt"]
 
@@ -308,11 +308,11 @@ def test_case7_a_resume_folder_linking_out_of_out_is_refused_and_nothing_outside
 def test_case7_a_resume_state_claiming_an_absurd_step_is_refused(tmp_path):
     data = conversations(tmp_path / "data", ["red", "green", "blue", "yellow"])
     out = tmp_path / "run"
-    assert qbench_cli(*TRAIN, *data, "--out", out, "--stop-after", "2").exit_code == 0
+    assert qbench_cli(*TRAIN, *data, "--output", out, "--stop-after", "2").exit_code == 0
     state = torch.load(out / "resume" / loop.TRAINER_FILE, weights_only=True)
     torch.save({**state, "step": 10 ** 6}, out / "resume" / loop.TRAINER_FILE)
     loop.seal(out / "resume", 10 ** 6)
-    refused(qbench_cli(*TRAIN, *data, "--out", out),
+    refused(qbench_cli(*TRAIN, *data, "--output", out),
             f"{out / 'resume' / 'trainer.pt'} claims step 1000000 of stage 0, which this run (4 steps per stage) "
             "does not have", f"delete {out / 'resume'} to start this training afresh")
 
@@ -344,7 +344,7 @@ def test_case8_a_later_eval_with_another_limit_is_refused_and_the_limit_is_recor
 
 # --- case 6: the report skips what it cannot read, naming it, and shows no infinity ----------------------------------
 def report_of(results: Path, out: Path):
-    return qbench_cli("report", "--results", results, "--out", out)
+    return qbench_cli("report", "--results", results, "--output", out)
 
 
 def comparable_runs(root: Path) -> None:
@@ -411,7 +411,7 @@ def test_case6_a_bad_out_is_one_error_line(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     (tmp_path / "results").mkdir()
-    refused(report_of(tmp_path / "results", blocker / "report"), f"--out {blocker / 'report'}: cannot write there")
+    refused(report_of(tmp_path / "results", blocker / "report"), f"--output {blocker / 'report'}: cannot write there")
 
 
 # --- case 9: the environment's folders and a full disk ---------------------------------------------------------------
@@ -470,11 +470,11 @@ def test_case9_a_disk_filling_mid_save_keeps_the_last_checkpoint_and_training_re
 
     monkeypatch.setattr(loop, "save_native", filling)
     out = tmp_path / "run"
-    failed_after_work(qbench_cli(*TRAIN, *data, "--out", out), "no space left on the device while writing",
+    failed_after_work(qbench_cli(*TRAIN, *data, "--output", out), "no space left on the device while writing",
                       f"{out / 'resume.new' / 'model.safetensors'}")
     assert loop.sealed_step(out / "resume") == 1
     monkeypatch.setattr(loop, "save_native", save)
-    again = qbench_cli(*TRAIN, *data, "--out", out)
+    again = qbench_cli(*TRAIN, *data, "--output", out)
     assert again.exit_code == 0, again.output
     record = json.loads((out / "train.json").read_text())
     assert record["finished"] and [step for step, _ in record["log"]] == [1, 2, 3, 4]

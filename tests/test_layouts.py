@@ -1,11 +1,16 @@
 """Each system's sequence layout, token by token: where the visual tokens go, the template, BOS, padding."""
 
+import pytest
 import torch
 
 import qbench
+from qbench.presets import get_preset, preset_names
 from qbench.vision.transforms import load_image
 
 QUESTION = "What color is the circle?"
+# the first tiny preset on each backbone family (every registered backbone has one: test_presets.py)
+ONE_TINY_PRESET_PER_BACKBONE = list({get_preset(name).backbone.kind: name
+                                     for name in reversed(preset_names()) if name.startswith("tiny-")}.values())
 
 
 def visual_and_inputs(vlm, questions):
@@ -59,25 +64,26 @@ def test_a_batch_is_left_padded_and_labels_cover_only_the_answer():
     assert labels[0, : -len(answer)].eq(-100).all()
 
 
-def test_padding_does_not_change_an_answer():
-    """A question decoded in a batch next to a longer one gives the logits and tokens it gives alone."""
+@pytest.mark.parametrize("preset", ONE_TINY_PRESET_PER_BACKBONE)
+def test_padding_does_not_change_an_answer(preset):
+    """A question decoded in a batch next to a longer one gives the logits and tokens it gives alone (fp32), on
+    every backbone."""
     from PIL import Image
 
-    from qbench.engine import greedy_decode
+    from qbench.backbones.decode import greedy_decode
 
     image = load_image(Image.new("RGB", (64, 48), "green"))
-    for preset in ("tiny-cobra", "tiny-ml-mamba", "tiny-llava"):
-        vlm = qbench.load_model(preset)
-        visual = vlm.encode_images(vlm.preprocess([image, image]))
-        alone = vlm.build_inputs(visual[:1], ["Is it green?"])
-        batch = vlm.build_inputs(visual, ["Is it green?", "How many shapes are in the top left of the image?"])
-        assert batch[1][0].eq(0).any(), "the short question must be padded"
-        logits_alone, _ = vlm.prefill(alone[0], alone[1], 4)
-        logits_batch, _ = vlm.prefill(batch[0], batch[1], 4)
-        assert torch.allclose(logits_alone[0], logits_batch[0], atol=1e-4), preset
-        tokens_alone = greedy_decode(vlm.backbone, alone[0], alone[1], 8)
-        tokens_batch = greedy_decode(vlm.backbone, batch[0], batch[1], 8)
-        assert tokens_alone[0].tolist() == tokens_batch[0].tolist(), preset
+    vlm = qbench.load_model(preset)
+    visual = vlm.encode_images(vlm.preprocess([image, image]))
+    alone = vlm.build_inputs(visual[:1], ["Is it green?"])
+    batch = vlm.build_inputs(visual, ["Is it green?", "How many shapes are in the top left of the image?"])
+    assert batch[1][0].eq(0).any(), "the short question must be padded"
+    logits_alone, _ = vlm.prefill(alone[0], alone[1], 4)
+    logits_batch, _ = vlm.prefill(batch[0], batch[1], 4)
+    assert torch.allclose(logits_alone[0], logits_batch[0], atol=1e-4)
+    tokens_alone = greedy_decode(vlm.backbone, alone[0], alone[1], 8)
+    tokens_batch = greedy_decode(vlm.backbone, batch[0], batch[1], 8)
+    assert tokens_alone[0].tolist() == tokens_batch[0].tolist()
 
 
 def test_a_multi_image_prompt_with_one_image_is_the_single_image_prompt():

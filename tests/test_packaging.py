@@ -18,7 +18,8 @@ LOCKS = sorted((ROOT / "lock").glob("py3.*.txt"))
 
 def test_the_suites_folder_is_package_data_that_a_wheel_copies():
     assert (ROOT / "qbench" / "suites" / "definitions").resolve() == ROOT / "suites"
-    assert PROJECT["tool"]["setuptools"]["package-data"]["qbench.suites"] == ["definitions/*.yaml"]
+    assert PROJECT["tool"]["setuptools"]["package-data"]["qbench.suites"] == ["definitions/*.yaml",
+                                                                              "definitions/tasks/*.yaml"]
     assert SUITES_DIR == Path(str(files("qbench.suites") / "definitions"))
     assert suite_names() == sorted(path.stem for path in (ROOT / "suites").glob("*.yaml"))
 

@@ -5,6 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from qbench.backbones import BACKBONES
 from qbench.cli import app
 from qbench.presets import ALIASES, get_preset, preset_names
 from qbench.registry import UnknownName
@@ -44,6 +45,23 @@ def test_the_other_systems_have_their_published_token_counts(listed):
     assert listed["ml-mamba-2.7b"]["visual_tokens"] == 729
     assert round(listed["ml-mamba-2.7b"]["projector_params"] / 1e6) == 184  # "about 184M"
     assert listed["q-mamba-3b"]["visual_tokens"] == 256
+
+
+def test_the_hybrids_have_their_published_sizes(listed):
+    """Cobra's tower and projector on each hybrid LLM at its published configuration (presets.py names sources)."""
+    published = {"cobra-zamba2-2.7b": 2_662_214_560,  # Zamba2-2.7B: each shared attention block counted once
+                 "cobra-falcon-h1-3b": 3_149_387_264,  # a published 3,149.4 M
+                 "cobra-nemotron-h-4b": 4_489_223_040}  # NVIDIA: 4.49 B
+    for name, params in published.items():
+        assert listed[name]["llm_params"] == params
+        assert listed[name]["visual_tokens"] == 729
+        assert listed[name]["vision_params"] == listed["cobra-3b"]["vision_params"]
+
+
+def test_every_backbone_has_a_full_preset_and_its_tiny_twin():
+    full = {get_preset(name).backbone.kind for name in preset_names() if not name.startswith("tiny-")}
+    tiny = {get_preset(name).backbone.kind for name in preset_names() if name.startswith("tiny-")}
+    assert full == tiny == set(BACKBONES.names())
 
 
 def test_models_table_prints():

@@ -189,6 +189,30 @@ def test_the_speed_summary_is_one_readable_row_per_model_and_engine(results: Pat
     assert "[full csv](tables/speed_full.csv)" in (out / "README.md").read_text()
 
 
+def test_a_hybrid_is_neither_side_of_the_mamba_transformer_ratio_and_is_in_the_speed_figures(
+        results: Path, tmp_path: Path) -> None:
+    from qbench.report.tables import is_mamba, is_transformer, llm_state
+
+    hybrid = "cobra-zamba2-2.7b"
+    assert [llm_state(hybrid, None), llm_state("cobra-3b", "mamba"), llm_state("x", "llama")] == [
+        "hybrid", "recurrent", "attention"]
+    assert not is_mamba(hybrid, None) and not is_transformer(hybrid, None) and llm_state("x", None) is None
+    write_json(results / "speed" / "h100_hybrid" / "speed.json", {
+        "schema": "qbench.speed/1", "commands": ["qbench speed"], "created": "2026-12-06T08:00:00",
+        "environment": {"gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11"}, "copy_bandwidth_gbs": 2938.0,
+        "rows": [speed_row(hybrid, "graph", 729, 1, 200.0, 7.0)]})
+    out = tmp_path / "report"
+    build(results, out)
+    ratio = table(out, "speed_ratio")
+    assert hybrid not in set(ratio["Mamba model"]) | set(ratio["Transformer"])
+    assert set(ratio[ratio["numbers"] == "measured"]["Transformer"]) == {"llava-1.5-7b"}
+    assert hybrid in set(table(out, "speed")["model"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedResult)
+        _, data = FIGURES["tokens_per_s"].draw(collect(results))
+    assert hybrid in set(data["model"])
+
+
 def test_crossovers_are_found_on_log_axes() -> None:
     from qbench.report.figures import crossover_points
 
@@ -244,17 +268,18 @@ def test_report_is_reproducible_and_says_what_is_missing(results: Path, tmp_path
 
 def test_cli_report_writes_the_report_and_names_skipped_files(results: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    outcome = CliRunner().invoke(app, ["report", "--results", str(results), "--out", str(out)])
+    outcome = CliRunner().invoke(app, ["report", "--results", str(results), "--output", str(out)])
     assert outcome.exit_code == 0, outcome.output
     assert "summary.json" in outcome.output and "skipped" in outcome.output
     assert (out / "README.md").exists()
-    missing = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "nowhere"), "--out", str(out)])
+    missing = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "nowhere"), "--output", str(out)])
     assert missing.exit_code == 2 and "does not exist" in " ".join(missing.output.split())
 
 
 def test_report_from_an_empty_results_folder_shows_the_papers_numbers_and_what_is_missing(tmp_path: Path) -> None:
     (tmp_path / "results").mkdir()
-    outcome = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "r")])
+    outcome = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "results"), "--output",
+                                       str(tmp_path / "r")])
     assert outcome.exit_code == 0, outcome.output
     accuracy = table(tmp_path / "r", "accuracy")
     assert set(accuracy["numbers"]) == {"reported"} and len(accuracy) == 4
@@ -400,7 +425,7 @@ def test_cpu_and_gpu_timings_never_share_a_table_or_a_figure(results: Path, tmp_
     assert "reported" not in set(table(out, "speed_ratio_cpu")["numbers"])  # the papers' GPU numbers stay apart
     assert (out / "figures" / "tokens_per_s_cpu.png").is_file()
     only = tmp_path / "only-h100"
-    outcome = CliRunner().invoke(app, ["report", "--results", str(results), "--device", "H100", "--out", str(only)])
+    outcome = CliRunner().invoke(app, ["report", "--results", str(results), "--device", "H100", "--output", str(only)])
     assert outcome.exit_code == 0, outcome.output
     assert set(table(only, "speed")["device"]) == {"NVIDIA H100 80GB HBM3"}
     assert not (only / "tables" / "speed_cpu.csv").exists()
@@ -409,19 +434,19 @@ def test_cpu_and_gpu_timings_never_share_a_table_or_a_figure(results: Path, tmp_
 def test_the_report_writes_where_it_is_told_and_never_over_a_report_of_other_inputs(results: Path,
                                                                                     tmp_path: Path) -> None:
     out = tmp_path / "report"
-    assert CliRunner().invoke(app, ["report", "--results", str(results), "--out", str(out)]).exit_code == 0
+    assert CliRunner().invoke(app, ["report", "--results", str(results), "--output", str(out)]).exit_code == 0
     assert json.loads((out / "report.json").read_text())["request"]["results"] == str(results)
-    other = CliRunner().invoke(app, ["report", "--results", str(results), "--device", "H200", "--out", str(out)])
+    other = CliRunner().invoke(app, ["report", "--results", str(results), "--device", "H200", "--output", str(out)])
     assert other.exit_code == 2 and "holds a report of other inputs (device None vs 'H200')" in \
         " ".join(other.output.split())
-    again = CliRunner().invoke(app, ["report", "--results", str(results), "--out", str(out)])
+    again = CliRunner().invoke(app, ["report", "--results", str(results), "--output", str(out)])
     assert again.exit_code == 0  # the same inputs regenerate it
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "mine.txt").write_text("keep")
-    stranger = CliRunner().invoke(app, ["report", "--results", str(results), "--out", str(tmp_path / "notes")])
+    stranger = CliRunner().invoke(app, ["report", "--results", str(results), "--output", str(tmp_path / "notes")])
     assert stranger.exit_code == 2 and "holds files that no qbench report made (e.g. mine.txt)" in stranger.output
     runs = CliRunner().invoke(app, ["report", "--results", str(results), "--runs", str(results / "runs" / "nowhere"),
-                                    "--out", str(tmp_path / "r2")])
+                                    "--output", str(tmp_path / "r2")])
     assert runs.exit_code == 2 and "--runs" in runs.output and "no summary.json there" in runs.output
 
 
@@ -435,11 +460,12 @@ def test_tracked_reads_only_what_git_tracks_and_runs_can_be_given(results: Path,
     git("add", "runs/cobra-3b__mini__2026-11-21T10:00:00")  # one run is the project's own
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one run")
     out = tmp_path / "tracked"
-    assert CliRunner().invoke(app, ["report", "--results", str(results), "--tracked", "--out", str(out)]).exit_code == 0
+    made = CliRunner().invoke(app, ["report", "--results", str(results), "--tracked", "--output", str(out)])
+    assert made.exit_code == 0, made.output
     assert set(table(out, "accuracy").query("numbers != 'reported'")["model"]) == {"cobra-3b"}
     given = tmp_path / "given"
     outcome = CliRunner().invoke(app, ["report", "--results", str(results), "--runs",
-                                       str(results / "runs" / "llava-1.5-7b__vqa__2026-11-21T12:00:00"), "--out",
+                                       str(results / "runs" / "llava-1.5-7b__vqa__2026-11-21T12:00:00"), "--output",
                                        str(given)])
     assert outcome.exit_code == 0, outcome.output
     assert set(table(given, "accuracy").query("numbers != 'reported'")["model"]) == {"llava-1.5-7b"}

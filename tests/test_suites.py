@@ -5,6 +5,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import datasets
@@ -19,7 +21,7 @@ from qbench.checkpoints import save_native
 from qbench.cli import app
 from qbench.engine.answering import AnsweringEngine
 from qbench.fingerprint import fingerprint, weights_digest
-from qbench.folder import FolderBusy
+from qbench.folder import FolderBusy, FolderLock
 from qbench import stats
 from qbench.presets import get_preset
 from qbench.suites import mini, runner
@@ -114,6 +116,9 @@ def test_run_mini_writes_the_summary_and_one_scored_row_per_sample(data, tmp_pat
     assert summary["variants"] == {} and summary["samples_per_s"] > 0
     assert {"torch", "transformers", "lmms_eval", "datasets", "qbench", "python"} <= set(summary["versions"])
     assert summary["engine"] == "answering (eager decode)" and summary["batch_size"] >= 1
+    timing = summary["timing"]  # where the evaluation's time went: in the engine, reading, elsewhere
+    assert 0 < timing["engine_s"] < timing["wall_s"] and timing["reading_s"] > 0 and timing["waiting_for_data_s"] >= 0
+    assert timing["outside_engine_share"] == pytest.approx(1 - timing["engine_s"] / timing["wall_s"])
     assert set(summary["data"]) == set(MINI_TASKS)
     assert summary["qbench_commit"] is None or len(summary["qbench_commit"].split("+")[0]) == 40
     rows = read_rows(folder)
@@ -121,7 +126,11 @@ def test_run_mini_writes_the_summary_and_one_scored_row_per_sample(data, tmp_pat
     assert all(sorted(r) == sorted(ROW_KEYS) and 0 <= r["score"] <= 1 and r["error"] is None for r in rows)
     assert rows[0]["prompt"].endswith("\nAnswer the question using a single word or phrase.")
     assert not list(folder.glob("progress-*.jsonl"))
-    table = pd.read_json(folder / "samples.jsonl", lines=True, dtype={"question_id": str})  # as the README loads it
+    top = {"summary.json", "samples.jsonl", "lmms_eval_results.json", "run.json", runner.LMMS_EVAL_FILES}
+    assert {path.name for path in folder.iterdir()} == top, "no lock file, lmms-eval's own files in a subfolder"
+    assert list((folder / runner.LMMS_EVAL_FILES / "submissions").glob("textvqa_submission_*.json"))
+    assert not list(tmp_path.glob(".lock"))
+    table = pd.read_json(folder / "samples.jsonl", lines=True, dtype={"question_id": str})  # as docs/results.md loads it
     assert table["target"].map(type).eq(list).all() and table["question_id"].map(type).eq(str).all()
     # the image each question asks about: the dataset's own id, or (VizWiz has none) a digest of its pixels
     images = {r["task"]: r["image"] for r in rows}
@@ -383,6 +392,22 @@ def test_two_runs_started_together_never_share_a_folder(tmp_path):
     assert again == first and [p for p in tmp_path.iterdir() if p.is_dir()] == [first]
 
 
+def test_a_lock_file_is_gone_once_released_and_a_waiter_locks_the_path_afresh(tmp_path):
+    first = FolderLock(tmp_path)
+    locked = []
+    waiter = threading.Thread(target=lambda: locked.append(FolderLock(tmp_path, wait=True)))
+    waiter.start()
+    time.sleep(0.2)  # the waiter has opened the lock file and waits on it
+    first.release()  # removes the file the waiter waits on
+    waiter.join(timeout=10)
+    (second,) = locked
+    assert (tmp_path / ".lock").is_file()
+    with pytest.raises(FolderBusy):  # the waiter holds the file now at the path, not the removed one
+        FolderLock(tmp_path)
+    second.release()
+    assert not (tmp_path / ".lock").exists()
+
+
 def test_a_resume_on_changed_data_is_refused_saying_what_changed(data, tmp_path, monkeypatch):
     copy = tmp_path / "data"
     shutil.copytree(data, copy)
@@ -528,3 +553,11 @@ def test_llava_prompt_variant_puts_the_papers_vicuna_v1_system_prompt_first_and_
     assert result.exit_code == 0, result.output
     summary = json.loads((only_run(tmp_path) / "summary.json").read_text())
     assert summary["variants"] == {"llava_prompt": "vicuna_v1"} and summary["spec"]["prompt"] == "llava-vicuna-v1"
+
+
+def test_a_source_checkout_that_was_not_installed_records_qbench_s_own_version(monkeypatch):
+    import qbench
+    from qbench.suites import runner
+
+    monkeypatch.setattr(runner, "package_version", lambda name: None if name == "qbench" else "1.0")
+    assert runner.versions()["qbench"] == qbench.__version__

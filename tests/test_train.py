@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from qbench.ablate import tiny_combo
-from qbench.checkpoints import save_native
+from qbench.checkpoints import resolve_source, save_native
 from qbench.cli import app
 from qbench.folder import FolderBusy, FolderLock
 from qbench.presets import get_preset
@@ -187,7 +187,7 @@ def test_a_new_projector_starts_from_another_models_tower_and_llm(tmp_path):
     source = save_native(build_vlm(get_preset("tiny-cobra")), tmp_path / "cobra")
     config = TrainConfig(steps=2, batch_size=4, recipe="llava")  # the align step trains the projector alone
     out = train(get_preset("tiny-q-mamba"), colour_examples(), tmp_path / "q-mamba", config, device="cpu",
-                stop_after=1, show_progress=False, start=Start(str(source)))
+                stop_after=1, show_progress=False, start=Start(resolve_source(str(source))))
     started, given = load_file(out / "resume" / "model.safetensors"), load_file(source / "model.safetensors")
     copied = [key for key in started if key.startswith(("vision.", "backbone."))]
     assert copied and all(torch.equal(started[key], given[key]) for key in copied)
@@ -200,10 +200,10 @@ def test_a_start_that_shares_nothing_or_has_no_weights_is_refused(tmp_path):
     llava = save_native(build_vlm(get_preset("tiny-llava")), tmp_path / "llava")  # CLIP tower, Llama LLM
     with pytest.raises(ValueError, match="shares no part with 'tiny-cobra'"):
         train(get_preset("tiny-cobra"), colour_examples(), tmp_path / "run", TrainConfig(steps=2),
-              start=Start(str(llava)))
+              start=Start(resolve_source(str(llava))))
     with pytest.raises(ValueError, match="'q-mamba' has no published weights"):
         train(get_preset("q-mamba"), colour_examples(), tmp_path / "run", TrainConfig(steps=2),
-              start=Start("q-mamba"))
+              start=Start(resolve_source("q-mamba")))
 
 
 def test_resume_refuses_other_settings(tmp_path):

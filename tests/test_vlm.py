@@ -43,7 +43,8 @@ def test_stages_compose_into_generate(preset):
 
 
 def test_kernel_path_is_reported():
-    assert qbench.load_model("tiny-cobra").backbone.kernel_path == "pytorch fallback (cpu)"
+    assert qbench.load_model("tiny-cobra").backbone.kernel_path == (
+        "pytorch fallback (cpu); layers: qbench on pytorch; decode: transformers' step")
     assert qbench.load_model("tiny-llava").backbone.kernel_path.startswith("pytorch")
 
 

@@ -52,3 +52,27 @@ def test_an_unknown_stream_or_model_is_named(tmp_path):
     result = runner.invoke(app, ["workload", "--model", "nope", *COMMON, "--output", str(tmp_path)])
     assert result.exit_code == 2 and "unknown model 'nope'" in result.output
     assert not list(tmp_path.iterdir())
+
+
+def test_the_work_of_each_stage_is_counted_and_its_flops_rate_given(tmp_path):
+    """A stream whose every answer is 5 tokens, as a random-weight run's are (EOS may end one sooner here)."""
+    result = runner.invoke(app, ["workload", "--model", "tiny-cobra", "--stream", "vqa", *COMMON, "--questions", "20",
+                                 "--answer-tokens", "5", "--output", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "workload.json").read_text())
+    row, = document["rows"]
+    assert "--answer-tokens 5" in document["command"] and row["mean_new_tokens"] == 5
+    assert row["engine_images"] == row["images"] and row["engine_prefix_tokens"] % row["images"] == 0
+    assert row["engine_question_tokens"] == row["mean_question_tokens"] * row["questions"]
+    assert row["questions"] <= row["engine_answer_tokens"] <= 5 * row["questions"]
+    assert all(row[f"engine_{stage}_tflops"] > 0 for stage in ("vision", "prefill", "question")) and row["engine_tflops"] > 0
+    assert row["engine_mfu"] is None  # no peak known for a CPU
+
+
+def test_peaks_are_known_per_card_and_dtype():
+    from qbench.speed.flops import peak_flops
+
+    assert peak_flops("NVIDIA H100 80GB HBM3", "bf16") == 989.4e12
+    assert peak_flops("NVIDIA H100 PCIe", "bf16") == 756e12
+    assert peak_flops("NVIDIA H200", "fp32") == pytest.approx(66.9e12)
+    assert peak_flops(None, "bf16") is None and peak_flops("NVIDIA A100-SXM4-80GB", "bf16") is None

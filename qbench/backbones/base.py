@@ -1,32 +1,42 @@
-"""An LLM backbone: a transformers causal LM plus the three calls the engine needs (prefill, step, state)."""
+"""What an LLM backbone is and can do, as the engines, sweeps and the ablation lab ask it.
+
+A backbone class states its family's facts (the transformers model it is measured against, its prompt, its tiny twin
+and that twin's tokenizer, the kernel packages that serve it, whether the graph engine compiles its step, which
+mamba_ssm mixer shares its layout) and what its decode state holds (a recurrent state, an attention cache, or both).
+Its instances make the calls every engine makes: `new_state`, `prefill`, `extend` (continue a state by a chunk of
+tokens), `step`, and walk their own state (`state_tensors`). Code above asks for these, never for a class or a name:
+adding a backbone is one file and one registry line (qbench.backbones).
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from qbench.backbones.kernels import kernel_path
+from qbench.backbones.state import DecodeState, cache_tensors, restore_rows, saved_rows
 from qbench.spec import BackboneSpec
 
 
-@dataclass
-class DecodeState:
-    """Everything a decode step reads and writes in place: the recurrent state or KV cache, and the padding mask."""
-
-    cache: Any
-    mask: torch.Tensor  # [B, max_len] 1 where a real token sits (left padding is 0)
-    positions: torch.Tensor  # [B] position id of the next token
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
 class Backbone(nn.Module, ABC):
-    hf_class: type[PreTrainedModel]
-    family: str  # "mamba", "mamba2", "llama": which kernel family serves it
+    # --- what it is -------------------------------------------------------------------------------------------------
+    kind: ClassVar[str]  # its registry name and spec kind
+    reference_class: ClassVar[type[PreTrainedModel]]  # transformers' model of the family: the reference in tests
+    prompt: ClassVar[str]  # the chat template (qbench.prompts) of its tiny twin and of the ablation lab's VLMs
+    tiny: ClassVar[BackboneSpec]  # the family at small widths: tiny presets, the ablation lab
+    tiny_tokenizer: ClassVar[str]  # the built-in tokenizer of its tiny twin (qbench.tokenizers)
+    # --- what it can do ---------------------------------------------------------------------------------------------
+    kernel_packages: ClassVar[tuple[str, ...]] = ()  # packages whose GPU kernels serve it
+    compiled_step: ClassVar[bool] = False  # the graph engine fuses its step with torch.compile before capturing it
+    mamba_ssm_mixer: ClassVar[str | None] = None  # mamba_ssm's mixer with its layout: mamba_ssm's own engine runs it
+    step_paths: ClassVar[tuple[str, ...]] = ()  # ways its decode step can run, chosen by `step_path` (None: default)
+    # --- what its decode state holds ----------------------------------------------------------------------------------
+    recurrent_state: ClassVar[bool] = False  # a fixed-size state per sequence (conv + SSM), whatever its length
+    attention_cache: ClassVar[bool] = False  # a KV cache that grows with the sequence
 
     def __init__(self, model: PreTrainedModel):
         super().__init__()
@@ -34,11 +44,23 @@ class Backbone(nn.Module, ABC):
 
     @classmethod
     @abstractmethod
-    def config(cls, spec: BackboneSpec) -> PretrainedConfig: ...
+    def config(cls, spec: BackboneSpec) -> PretrainedConfig:
+        """The transformers config of a spec."""
 
     @classmethod
     def random(cls, spec: BackboneSpec) -> Backbone:
-        return cls(cls.hf_class(cls.config(spec)))
+        return cls(cls.reference_class(cls.config(spec)))
+
+    @classmethod
+    def state_kind(cls) -> str:
+        """'recurrent', 'attention' or 'hybrid' (both): how its decode memory grows with the sequence."""
+        if cls.recurrent_state and cls.attention_cache:
+            return "hybrid"
+        return "recurrent" if cls.recurrent_state else "attention"
+
+    def reference(self) -> PreTrainedModel:
+        """transformers' model of the family over this backbone's weights: what the tests compare against."""
+        return self.model
 
     @property
     def hidden_size(self) -> int:
@@ -46,7 +68,7 @@ class Backbone(nn.Module, ABC):
 
     @property
     def kernel_path(self) -> str:
-        return kernel_path(self.family, self.model.device)
+        return kernel_path(self.kernel_packages, self.model.device)
 
     def blocks(self) -> nn.ModuleList:
         """The LLM's repeated layers (FSDP makes each its own unit)."""
@@ -59,10 +81,20 @@ class Backbone(nn.Module, ABC):
         """Full-sequence logits [B, L, V] without a cache (training, scoring)."""
         return self.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).logits
 
+    # --- the decode state -------------------------------------------------------------------------------------------
     @abstractmethod
     def new_state(self, batch: int, max_len: int) -> DecodeState:
         """Fresh state for `batch` sequences of at most `max_len` tokens, on the model's device."""
 
+    def state_tensors(self, state: DecodeState) -> list[torch.Tensor]:
+        """The state's cache tensors, batch first, in a fixed order: what copies, row loads and byte counts walk."""
+        return cache_tensors(state.cache)
+
+    def state_bytes(self, state: DecodeState) -> int:
+        """Bytes held by the state's cache tensors (not its mask and positions)."""
+        return sum(t.numel() * t.element_size() for t in self.state_tensors(state))
+
+    # --- the calls the engines make ---------------------------------------------------------------------------------
     @abstractmethod
     def prefill(self, embeds: torch.Tensor, mask: torch.Tensor, state: DecodeState) -> torch.Tensor:
         """Run the prompt [B, L, D] (left-padded, `mask` [B, L]) into `state`; logits of the last position [B, V]."""
@@ -71,18 +103,15 @@ class Backbone(nn.Module, ABC):
     def step(self, ids: torch.Tensor, state: DecodeState) -> torch.Tensor:
         """One token per sequence [B] in, logits [B, V] out; updates `state` in place (CUDA-graph safe)."""
 
-    def state_bytes(self, state: DecodeState) -> int:
-        """Bytes held by the state or cache tensors."""
-        return sum(t.numel() * t.element_size() for t in state_tensors(state.cache))
-
-
-def state_tensors(cache: Any) -> list[torch.Tensor]:
-    tensors = []
-    for layer in getattr(cache, "layers", []):
-        for name in ("keys", "values"):
-            value = getattr(layer, name, None)
-            if isinstance(value, torch.Tensor):
-                tensors.append(value)
-        for name in ("conv_states", "recurrent_states"):
-            tensors += [t for t in getattr(layer, name, {}).values() if isinstance(t, torch.Tensor)]
-    return tensors
+    def extend(self, ids: torch.Tensor, mask: torch.Tensor, state: DecodeState) -> torch.Tensor:
+        """Continue each row of a state that holds a prompt's start by tokens [B, L] (left-padded, `mask` [B, L]);
+        logits of their last position [B, V]. Here, one step per position, each row's state put back where it was
+        still padding; a backbone that can take the chunk at once overrides this."""
+        logits = None
+        for position in range(ids.shape[1]):
+            padding = (mask[:, position] == 0).nonzero()[:, 0]
+            saved = saved_rows(self, state, padding) if padding.numel() else None
+            logits = self.step(ids[:, position], state)
+            if saved is not None:
+                restore_rows(self, state, padding, saved)
+        return logits

@@ -12,31 +12,31 @@ from transformers import PreTrainedModel
 
 from qbench.backbones.kernels import installed
 
-MIXERS = {"mamba": "Mamba1", "mamba2": "Mamba2"}
+MIXERS = ("Mamba1", "Mamba2")  # mamba_ssm's mixers, as a backbone's `mamba_ssm_mixer` names them
 
 
-def fused_available(family: str, device: torch.device) -> bool:
-    return family in MIXERS and device.type == "cuda" and installed("mamba_ssm")
+def fused_available(mixer: str | None, device: torch.device) -> bool:
+    return mixer in MIXERS and device.type == "cuda" and installed("mamba_ssm")
 
 
-def ssm_config(family: str, config) -> dict:
-    if family == "mamba":
+def ssm_config(mixer: str, config) -> dict:
+    if mixer == "Mamba1":
         return {"layer": "Mamba1", "d_state": config.state_size, "d_conv": config.conv_kernel,
                 "expand": config.expand, "dt_rank": config.time_step_rank}
     return {"layer": "Mamba2", "d_state": config.state_size, "d_conv": config.conv_kernel, "expand": config.expand,
             "headdim": config.head_dim, "ngroups": config.n_groups, "chunk_size": config.chunk_size}
 
 
-def mamba_ssm_model(family: str, hf: PreTrainedModel) -> nn.Module:
+def mamba_ssm_model(mixer: str | None, hf: PreTrainedModel) -> nn.Module:
     """MambaLMHeadModel with the transformers model's parameter tensors assigned in (key `embeddings` ->
     `embedding`); strict, so any mismatch of the two layouts is an error."""
     from mamba_ssm.models.config_mamba import MambaConfig
     from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
 
-    if family not in MIXERS:
-        raise ValueError(f"mamba_ssm has no model for a {family!r} backbone")
+    if mixer not in MIXERS:
+        raise ValueError(f"mamba_ssm has no model of this backbone's layout (mixer {mixer!r})")
     config = MambaConfig(d_model=hf.config.hidden_size, n_layer=hf.config.num_hidden_layers,
-                         vocab_size=hf.config.vocab_size, ssm_cfg=ssm_config(family, hf.config), rms_norm=True,
+                         vocab_size=hf.config.vocab_size, ssm_cfg=ssm_config(mixer, hf.config), rms_norm=True,
                          residual_in_fp32=True, fused_add_norm=True, pad_vocab_size_multiple=1,
                          tie_embeddings=hf.config.tie_word_embeddings)
     parameter = next(hf.parameters())

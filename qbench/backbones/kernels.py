@@ -1,4 +1,4 @@
-"""Which compute path serves a backbone: mamba-ssm / causal-conv1d CUDA and Triton kernels, or PyTorch."""
+"""Which compute path serves a backbone: its packages' CUDA and Triton kernels, or PyTorch."""
 
 from __future__ import annotations
 
@@ -6,16 +6,13 @@ import importlib.util
 
 import torch
 
-KERNEL_PACKAGES = {"mamba": ("mamba_ssm", "causal_conv1d"), "mamba2": ("mamba_ssm", "causal_conv1d"), "llama": ()}
-
 
 def installed(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
 
-def kernel_path(family: str, device: torch.device) -> str:
+def kernel_path(packages: tuple[str, ...], device: torch.device) -> str:
     """A short description such as 'mamba_ssm+causal_conv1d kernels' or 'pytorch fallback (no mamba_ssm)'."""
-    packages = KERNEL_PACKAGES[family]
     if not packages:
         return f"pytorch ({'sdpa' if device.type == 'cuda' else 'cpu'})"
     present = [p for p in packages if installed(p)]

@@ -1,16 +1,22 @@
-"""Mamba-2 LLMs (ML-Mamba's Mamba-2 2.7B) as transformers Mamba2ForCausalLM."""
+"""Mamba-2 LLMs (ML-Mamba's Mamba-2 2.7B) in transformers Mamba2ForCausalLM's layout, on qbench's own layers."""
 
 from __future__ import annotations
 
 from transformers import Mamba2Config, Mamba2ForCausalLM
 
 from qbench.backbones.mamba import RecurrentBackbone
-from qbench.spec import BackboneSpec
+from qbench.backbones.mamba_layers import Mamba2Block
+from qbench.spec import TINY_VOCAB, BackboneSpec
 
 
 class Mamba2Backbone(RecurrentBackbone):
-    hf_class = Mamba2ForCausalLM
-    family = "mamba2"
+    """Mamba-2: a scalar decay per head over a [head_dim, N] state, scanned in chunks."""
+
+    kind = "mamba2"
+    reference_class = Mamba2ForCausalLM
+    block = Mamba2Block
+    tiny = BackboneSpec("mamba2", 64, 2, TINY_VOCAB, {"state_size": 16, "expand": 2, "head_dim": 16})
+    mamba_ssm_mixer = "Mamba2"
 
     @classmethod
     def config(cls, spec: BackboneSpec) -> Mamba2Config:

@@ -1,4 +1,5 @@
-"""The fused Mamba decode step's ops as Triton kernels, same semantics as their PyTorch twins in mamba_step.
+"""The fused Mamba decode step's ops as Triton kernels, same semantics as their PyTorch twins in mamba_step; and the
+Mamba-1 scan of a chunk from a given state, the twin of mamba_ops.selective_scan.
 
 Per layer four launches besides the two cuBLAS projections: add_norm, then conv_xproj + ssm_gate (Mamba-1) or
 conv + ssm_gate_norm (Mamba-2). A program of Mamba-1's two kernels loops over up to ROWS sequences, so its weight tile
@@ -239,3 +240,49 @@ def ssm_gate_norm(zxbcdt: torch.Tensor, xbc: torch.Tensor, ssm_state: torch.Tens
 
 TRITON_OPS = SimpleNamespace(add_norm=add_norm, conv_xproj=conv_xproj, ssm_gate=ssm_gate, conv=conv,
                              ssm_gate_norm=ssm_gate_norm)
+
+
+SCAN_CHANNELS = 32  # channels per program of the scan from a state
+
+
+@triton.jit
+def _scan_kernel(x, dt, a, b, c, d, z, state, y, final, inner, n, length,
+                 sx_b, sx_d, sx_l, sdt_b, sdt_d, sdt_l, sb_b, sb_n, sb_l, sc_b, sc_n, sc_l, sz_b, sz_d, sz_l,
+                 ss_b, ss_d, sy_b, sy_d, sy_l, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    """One sequence x BLOCK_D channels: the state [BLOCK_D, N] in registers, the chunk's positions in order."""
+    row = tl.program_id(0)
+    chan = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    spot = tl.arange(0, BLOCK_N)
+    live, both = chan < inner, (chan[:, None] < inner) & (spot[None, :] < n)
+    a_tile = tl.load(a + chan[:, None] * n + spot[None, :], mask=both, other=0.0).to(tl.float32)
+    skip = tl.load(d + chan, mask=live, other=0.0).to(tl.float32)
+    h = tl.load(state + row * ss_b + chan[:, None] * ss_d + spot[None, :], mask=both, other=0.0).to(tl.float32)
+    t = 0
+    while t < length:  # a while loop: Triton's interpreter cannot range over a runtime count
+        xt = tl.load(x + row * sx_b + chan * sx_d + t * sx_l, mask=live, other=0.0).to(tl.float32)
+        step = tl.load(dt + row * sdt_b + chan * sdt_d + t * sdt_l, mask=live, other=0.0).to(tl.float32)
+        zt = tl.load(z + row * sz_b + chan * sz_d + t * sz_l, mask=live, other=0.0).to(tl.float32)
+        bt = tl.load(b + row * sb_b + spot * sb_n + t * sb_l, mask=spot < n, other=0.0).to(tl.float32)
+        ct = tl.load(c + row * sc_b + spot * sc_n + t * sc_l, mask=spot < n, other=0.0).to(tl.float32)
+        h = h * tl.exp(step[:, None] * a_tile) + (step * xt)[:, None] * bt[None, :]
+        out = (tl.sum(h * ct[None, :], 1) + skip * xt) * _silu(zt)
+        tl.store(y + row * sy_b + chan * sy_d + t * sy_l, out.to(y.dtype.element_ty), mask=live)
+        t += 1
+    tl.store(final + row * inner * n + chan[:, None] * n + spot[None, :], h, mask=both)
+
+
+def scan_from_state(x: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
+                    d: torch.Tensor, z: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mamba-1's scan of a chunk from `state` [B, D, N]: x, z [B, D, L]; dt [B, D, L] after bias and softplus (zero
+    at padding); A [D, N] fp32; B, C [B, N, L]. Returns y [B, D, L] in x's dtype and the final state in fp32."""
+    batch, inner, length = x.shape
+    n = a.shape[1]
+    a, d = a.float().contiguous(), d.contiguous()
+    state = state.contiguous()
+    y = torch.empty_like(x)
+    final = torch.empty(batch, inner, n, dtype=torch.float32, device=x.device)
+    grid = (batch, triton.cdiv(inner, SCAN_CHANNELS))
+    _scan_kernel[grid](x, dt, a, b, c, d, z, state, y, final, inner, n, length, *x.stride(), *dt.stride(),
+                       *b.stride(), *c.stride(), *z.stride(), state.stride(0), state.stride(1), *y.stride(),
+                       BLOCK_D=SCAN_CHANNELS, BLOCK_N=triton.next_power_of_2(n), num_warps=NUM_WARPS)
+    return y, final

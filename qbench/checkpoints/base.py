@@ -60,11 +60,20 @@ def describe(names: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
+def shared_keys(vlm: VLM) -> list[list[str]]:
+    """Groups of state-dict keys that name one tensor, in state-dict order: a tied LM head and its embedding,
+    Zamba2's shared attention blocks."""
+    groups: dict[int, list[str]] = {}
+    for key, tensor in vlm.state_dict(keep_vars=True).items():
+        groups.setdefault(id(tensor), []).append(key)
+    return [keys for keys in groups.values() if len(keys) > 1]
+
+
 def check_fit(vlm: VLM, state: Mapping[str, tuple[int, ...]], skip_prefixes: tuple[str, ...] = (),
               source: str = "checkpoint") -> None:
     """Raise CheckpointMismatch naming missing and unexpected keys and wrong shapes (`state`: key -> shape)."""
     expected = {k: v.shape for k, v in vlm.state_dict().items() if not k.startswith(skip_prefixes)}
-    tied = {k for k in expected if k.endswith("lm_head.weight") and vlm.spec.backbone.tie_embeddings}
+    tied = {k for keys in shared_keys(vlm) if set(keys) & set(state) for k in keys}  # one of them loads them all
     missing = sorted(set(expected) - set(state) - tied)
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(f"{k} {tuple(state[k])} != {tuple(expected[k])}" for k in set(state) & set(expected)

@@ -15,7 +15,6 @@ import torch
 
 from qbench.checkpoints.base import CheckpointMismatch, load_mapping
 from qbench.checkpoints.convert import mamba_ssm_lm, require_parts
-from qbench.checkpoints.hub import resolve_file
 from qbench.checkpoints.prismatic import (
     flatten,
     locate,
@@ -23,6 +22,7 @@ from qbench.checkpoints.prismatic import (
     recognises,
     tower_weights,
 )
+from qbench.hub import resolve_file
 from qbench.spec import VLMSpec
 from qbench.vlm import VLM, build_vlm
 

@@ -18,7 +18,7 @@ import torch
 
 from qbench.checkpoints.base import CheckpointMismatch, load_state, open_safetensors
 from qbench.checkpoints.convert import rename, require_parts
-from qbench.checkpoints.hub import WeightsNotFound, resolve_file
+from qbench.hub import WeightsNotFound, resolve_file
 from qbench.spec import VLMSpec
 from qbench.vlm import VLM, build_vlm
 

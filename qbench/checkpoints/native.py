@@ -7,7 +7,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from qbench.checkpoints.base import DAMAGED, CheckpointMismatch, describe, load_state, open_safetensors
+from qbench.checkpoints.base import (
+    DAMAGED,
+    CheckpointMismatch,
+    describe,
+    load_state,
+    open_safetensors,
+    shared_keys,
+)
 from qbench.inputs import read_json, unreadable
 from qbench.backbones import BACKBONES
 from qbench.projectors import PROJECTORS
@@ -27,13 +34,14 @@ def is_native(path: Path) -> bool:
 
 def save_native(vlm: VLM, directory: str | Path, metadata: dict[str, str] | None = None,
                 state: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write spec.json and model.safetensors (tied LM head stored once). `state`: the weights to write when
-    `vlm` does not hold them whole (a sharded training run gathers them first); `vlm.state_dict()` otherwise."""
+    """Write spec.json and model.safetensors (a tensor several keys share, such as a tied LM head, stored once,
+    under its first key). `state`: the weights to write when `vlm` does not hold them whole (a sharded training run
+    gathers them first); `vlm.state_dict()` otherwise."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = vlm.state_dict() if state is None else state
-    if vlm.spec.backbone.tie_embeddings:
-        state = {k: v for k, v in state.items() if not k.endswith("lm_head.weight")}
+    repeated = {key for keys in shared_keys(vlm) for key in keys[1:]}
+    state = {k: v for k, v in state.items() if k not in repeated}
     tmp = directory / (WEIGHTS_FILE + ".tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, tmp, metadata=metadata or {})
     tmp.replace(directory / WEIGHTS_FILE)  # never leave a half-written checkpoint under the real name

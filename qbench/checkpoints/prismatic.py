@@ -12,7 +12,7 @@ import torch
 
 from qbench.checkpoints.base import CheckpointMismatch, load_torch_file
 from qbench.checkpoints.convert import Rules, rename
-from qbench.checkpoints.hub import WeightsNotFound, resolve_file, resolve_repo
+from qbench.hub import WeightsNotFound, resolve_file, resolve_repo
 from qbench.inputs import UnreadableFile
 
 RUN_CHECKPOINT = "checkpoints/latest-checkpoint.pt"

@@ -1,12 +1,10 @@
-"""Decode engines: the same greedy, fixed-state decode for every backbone, `eager` or `graph` (CUDA graph;
-`graph-nocompile` without torch.compile's fusion of the Llama step)."""
+"""Decode engines: the same greedy, fixed-state decode for every backbone, `eager` (qbench.backbones.decode) or `graph`
+(CUDA graph; `graph-nocompile` without torch.compile's fusion of the step); and the answering engine (answering.py)."""
 
 from __future__ import annotations
 
-import torch
-
 from qbench.backbones import Backbone
-from qbench.engine.eager import EagerDecoder, greedy
+from qbench.backbones.decode import EagerDecoder, greedy
 from qbench.engine.graph import GraphDecoder, GraphUnavailable, PlainGraphDecoder
 from qbench.registry import Registry
 
@@ -21,11 +19,4 @@ def make_decoder(engine: str, backbone: Backbone, batch: int, max_len: int) -> E
     return ENGINES[engine](backbone, batch, max_len)
 
 
-def greedy_decode(backbone: Backbone, embeds: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
-                  eos_id: int | None = None, engine: str = "eager") -> torch.Tensor:
-    """[B, n] greedy tokens after the prompt, decoded by `engine`."""
-    decoder = make_decoder(engine, backbone, embeds.shape[0], embeds.shape[1] + max_new_tokens)
-    return greedy(decoder, embeds, mask, max_new_tokens, eos_id)
-
-
-__all__ = ["ENGINES", "EagerDecoder", "GraphDecoder", "GraphUnavailable", "greedy", "greedy_decode", "make_decoder"]
+__all__ = ["ENGINES", "EagerDecoder", "GraphDecoder", "GraphUnavailable", "greedy", "make_decoder"]

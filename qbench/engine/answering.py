@@ -4,9 +4,9 @@ Planned together: requests are grouped by image (the hash of its pixels, or its 
 taken in windows. Per window, the images are preprocessed in worker threads (the next window's while this one runs),
 encoded by the tower and projector, and their prompt prefix (the text before the image, then its visual tokens:
 qbench.prompts) is prefilled once into a bank of states. Every question about the image continues from a copy of its
-row: its questions, sorted by length, are cut into batches whose rows load their image's prefix state, take in the
-question's tokens (a recurrent state token by token, each row starting when its own question does; a KV cache in one
-masked pass) and decode greedily until every row has ended. The batch's decode step is captured as a CUDA graph once
+row: its questions, sorted by length, are cut into batches whose rows load their image's prefix state, continue it
+by the question's tokens (`Backbone.extend`: each backbone takes the chunk its own way) and decode greedily until
+every row has ended. The batch's decode step is captured as a CUDA graph once
 per batch size and reused (on the CPU it runs eagerly).
 
 The answers are `VLM.generate`'s: the same tokens in the same positions, only computed once where they are shared.
@@ -27,14 +27,16 @@ import torch
 from PIL import Image
 
 from qbench.backbones import DecodeState
-from qbench.backbones.mamba import RecurrentBackbone
+from qbench.backbones.decode import EagerDecoder, greedy_from
+from qbench.backbones.state import allocated_state, load_rows
 from qbench.engine import make_decoder
-from qbench.engine.eager import EagerDecoder, greedy_from
-from qbench.engine.state import allocated_state, load_rows
 from qbench.vision.transforms import ImageLike
 from qbench.vlm import VLM, until_eos
 
 STAGES = ("preprocess", "vision", "prefill", "question", "decode")  # where the time goes (seconds, wall clock)
+# the work each stage did: images encoded, prompt-prefix tokens prefilled, question tokens taken in, answer tokens
+# (the first comes with the question's logits, the others from decode steps)
+COUNTS = ("images", "prefix_tokens", "question_tokens", "answer_tokens")
 LENGTH_STEP = 64  # a batch's state holds prefix + longest question + new tokens, rounded up to this (fewer captures)
 
 
@@ -114,6 +116,7 @@ class AnsweringEngine:
         self.decoders: dict[int, EagerDecoder] = {}  # batch -> decoder over its own state
         self.banks: dict[int, DecodeState] = {}  # prefix length -> state of `window` rows
         self.seconds = dict.fromkeys(STAGES, 0.0)
+        self.counts = dict.fromkeys(COUNTS, 0)
 
     @property
     def name(self) -> str:
@@ -200,8 +203,10 @@ class AnsweringEngine:
                 state = backbone.new_state(count, prefix)
                 backbone.prefill(embeds, torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device), state)
                 rows = torch.arange(count, device=self.device)
-                load_rows(state, rows, bank, at=rows + offset)
+                load_rows(backbone, state, rows, bank, at=rows + offset)
             offset += count
+            self.counts["images"] += count
+            self.counts["prefix_tokens"] += count * prefix
         return bank
 
     def answer_batch(self, bank: DecodeState, rows: list[int], questions: list[list[int]], max_len: int,
@@ -223,23 +228,16 @@ class AnsweringEngine:
             finished = torch.arange(size, device=self.device) >= count
             ends = torch.tensor(limits + [1] * (size - count), device=self.device)
             out = greedy_from(decoder, logits, max(limits), self.vlm.eos_id, finished, ends)
-        return [until_eos(row[:limit], self.vlm.eos_id) for row, limit in zip(out.tolist(), limits)]
+        answers = [until_eos(row[:limit], self.vlm.eos_id) for row, limit in zip(out.tolist(), limits)]
+        self.counts["question_tokens"] += sum(map(len, questions))
+        self.counts["answer_tokens"] += sum(map(len, answers))
+        return answers
 
     def take_question(self, decoder: EagerDecoder, bank: DecodeState, sources: torch.Tensor, ids: torch.Tensor,
                       mask: torch.Tensor) -> torch.Tensor:
-        """Load each row's prefix state and feed its question (left-padded `ids`); the last position's logits."""
-        backbone = self.vlm.backbone
-        if not isinstance(backbone, RecurrentBackbone):  # a KV cache: one pass, the padding masked
-            load_rows(bank, sources, decoder.state)
-            return backbone.extend(ids, mask, decoder.state)
-        starts = mask.argmax(-1)  # a row's state is loaded at the step its question starts: padding steps are undone
-        logits = None
-        for position in range(ids.shape[1]):
-            at = (starts == position).nonzero()[:, 0]
-            if at.numel():
-                load_rows(bank, sources[at], decoder.state, at=at)
-            logits = decoder.step(ids[:, position])
-        return logits
+        """Load each row's prefix state and continue it by its question (left-padded `ids`); the last logits."""
+        load_rows(self.vlm.backbone, bank, sources, decoder.state)
+        return self.vlm.backbone.extend(ids, mask, decoder.state)
 
     # --- states and decoders, made once and reused -----------------------------------------------------------------------
     def bank(self, prefix: int) -> DecodeState:

@@ -6,18 +6,13 @@ KV cache). Each new prompt is prefilled eagerly into a fresh state whose tensors
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import torch
 
-from qbench.backbones import Backbone, DecodeState
-from qbench.engine.eager import EagerDecoder, check_shape
+from qbench.backbones import Backbone
+from qbench.backbones.decode import EagerDecoder, check_shape
+from qbench.backbones.state import copy_state
 
 WARMUP_STEPS = 3  # eager steps before capture: compilation, Triton autotuning and lazy allocations happen outside
-# Backbones whose step is a long chain of small PyTorch ops (norms, rotary, the KV-cache update): inductor fuses them
-# before capture. Mamba's step on a GPU is already mamba_ssm's fused kernels.
-COMPILED_FAMILIES = {"llama"}
 
 
 class GraphUnavailable(RuntimeError):
@@ -25,7 +20,10 @@ class GraphUnavailable(RuntimeError):
 
 
 class GraphDecoder(EagerDecoder):
-    compiled_families = COMPILED_FAMILIES
+    """The step captured once; a backbone whose step is a long chain of small ops (`compiled_step`) is fused by
+    torch.compile first."""
+
+    compiles = True
 
     def __init__(self, backbone: Backbone, batch: int, max_len: int):
         device = next(backbone.parameters()).device
@@ -36,7 +34,7 @@ class GraphDecoder(EagerDecoder):
         self.graph: torch.cuda.CUDAGraph | None = None
         self.ids = torch.zeros(batch, dtype=torch.long, device=device)
         self.logits: torch.Tensor | None = None
-        self.compiled = backbone.family in self.compiled_families
+        self.compiled = self.compiles and backbone.compiled_step
 
     @property
     def kernel_note(self) -> str:
@@ -48,7 +46,7 @@ class GraphDecoder(EagerDecoder):
         logits = self.backbone.prefill(embeds, mask, fresh)
         if self.graph is None:
             self.capture(embeds, mask)
-        copy_state(fresh, self.state)
+        copy_state(self.backbone, fresh, self.state)
         return logits
 
     def capture(self, embeds: torch.Tensor, mask: torch.Tensor) -> None:
@@ -80,37 +78,4 @@ class PlainGraphDecoder(GraphDecoder):
     """The graph engine without torch.compile: every backbone's own step captured as it is. Compiling costs about
     45 s per Llama batch size and length, too much for a sweep over many of them."""
 
-    compiled_families = frozenset()
-
-
-def copy_state(source: DecodeState, target: DecodeState, start: int = 0) -> None:
-    """Copy every tensor of a prefilled state into the captured one, in place: into the same-shaped tensor, or, for a
-    state of fewer sequences, into rows `start`.. of the batch (its scalars, e.g. a step count, whole)."""
-    pairs = list(zip(tensors_of(source), tensors_of(target), strict=True))
-    for src, dst in pairs:
-        if src.shape == dst.shape:
-            dst.copy_(src)
-        elif src.dim() and src.shape[1:] == dst.shape[1:] and start + src.shape[0] <= dst.shape[0]:
-            dst[start : start + src.shape[0]].copy_(src)
-        else:
-            raise ValueError(f"state tensor of shape {tuple(src.shape)} cannot replace one of {tuple(dst.shape)}")
-
-
-def tensors_of(state: DecodeState) -> Iterator[torch.Tensor]:
-    """The state's tensors in a fixed order: each cache layer's tensors (attributes and dicts of them), then the
-    mask, positions and extras."""
-    for layer in getattr(state.cache, "layers", []):
-        for name in sorted(vars(layer)):
-            yield from tensors_in(vars(layer)[name])
-    yield state.mask
-    yield state.positions
-    for name in sorted(state.extra):
-        yield state.extra[name]
-
-
-def tensors_in(value: Any) -> Iterator[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, dict):
-        for key in sorted(value):
-            yield from tensors_in(value[key])
+    compiles = False

@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 
 class Projector(nn.Module):
+    """Built as `Class(in_dim, out_dim, **options)`; says how many visual tokens it hands over and how to ask for
+    another count."""
+
+    tiny_options: ClassVar[dict[str, Any]] = {}  # its options in the tiny twins (small widths, the 8 x 8 patch grid)
+
     def tokens_out(self, grid: int) -> int:
         """Visual tokens handed to the LLM for a grid x grid patch input."""
         return grid * grid
+
+    @classmethod
+    def options_for_tokens(cls, options: dict[str, Any], tokens: int) -> dict[str, Any] | None:
+        """Options that make it hand over `tokens` visual tokens; None where the tower's patch grid sets the count
+        (then the resolution changes)."""
+        return None
+
+
+def square_side(tokens: int, projector: str) -> int:
+    """The side of a square grid of `tokens`; ValueError naming the projector that needs one."""
+    side = math.isqrt(tokens)
+    if side * side != tokens:
+        raise ValueError(f"{tokens} visual tokens is not a square grid, which the {projector} projector needs")
+    return side
 
 
 def square_grid(tokens: torch.Tensor) -> int:

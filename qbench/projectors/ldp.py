@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import nn
 
-from qbench.projectors.base import Projector, gelu_mlp, square_grid
+from qbench.projectors.base import Projector, gelu_mlp, square_grid, square_side
 
 
 class LDPProjector(Projector):
+    tiny_options: ClassVar[dict[str, Any]] = {"pooled_grid": 4}
+
     def __init__(self, in_dim: int, out_dim: int, pooled_grid: int = 14, expansion: int = 4):
         super().__init__()
         self.pooled_grid = pooled_grid
@@ -18,6 +22,10 @@ class LDPProjector(Projector):
 
     def tokens_out(self, grid: int) -> int:
         return self.pooled_grid**2  # adaptive pooling lands on the pooled grid whatever the input grid
+
+    @classmethod
+    def options_for_tokens(cls, options: dict[str, Any], tokens: int) -> dict[str, Any]:
+        return {**options, "pooled_grid": square_side(tokens, "ldp")}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         side = square_grid(features)

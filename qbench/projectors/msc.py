@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -130,6 +132,8 @@ class ScanBlock(nn.Module):
 
 
 class MSCProjector(Projector):
+    tiny_options: ClassVar[dict[str, Any]] = {"state": 16, "head_dim": 16}
+
     def __init__(self, in_dim: int, out_dim: int, blocks: int = 2, state: int = 128, head_dim: int = 64):
         super().__init__()
         self.mlp = gelu_mlp([in_dim, out_dim], final_gelu=True)

@@ -4,6 +4,7 @@ to the visual features -> FFN], pre-LayerNorm residual sub-layers; optional loca
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -41,6 +42,8 @@ class QueryBlock(nn.Module):
 
 
 class QMambaProjector(Projector):
+    tiny_options: ClassVar[dict[str, Any]] = {"queries": 16, "depth": 2, "heads": 4}
+
     def __init__(self, in_dim: int, out_dim: int, queries: int = 256, depth: int = 2, heads: int = 16,
                  ffn_mult: int = 4, state: int = 16, local_mask: bool = False):
         super().__init__()
@@ -53,6 +56,10 @@ class QMambaProjector(Projector):
 
     def tokens_out(self, grid: int) -> int:
         return self.num_queries
+
+    @classmethod
+    def options_for_tokens(cls, options: dict[str, Any], tokens: int) -> dict[str, Any]:
+        return {**options, "queries": tokens}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         visual = self.visual_norm(features)

@@ -1,7 +1,7 @@
 """`qbench report`: tables (Markdown, LaTeX, CSV), figures (PNG, PDF) and a README from the result files asked for.
 
 A report writes where it is told and records what it read in report.json (its Request, and the files it made). It
-refuses an --out holding a report of other inputs, or files it did not make, rather than mixing or replacing them;
+refuses an --output holding a report of other inputs, or files it did not make, rather than mixing or replacing them;
 rerun with the same inputs, it replaces its own files (those of a vanished result too).
 """
 
@@ -62,28 +62,29 @@ def own_files(out: Path) -> list[Path]:
     report.json the names such a report wrote."""
     manifest = out / MANIFEST
     if manifest.is_file():
-        return [out / name for name in read_json(manifest, f"delete {out} or give another --out").get("files", [])]
+        return [out / name for name in read_json(manifest, f"delete {out} or give another --output").get("files", [])]
     return [out / "README.md"] + [folder / f"{name}{suffix}.{ext}" for folder, names, extensions, suffixes in (
         (out / "tables", TABLES, TABLE_EXTENSIONS, ("", "_full")), (out / "figures", FIGURES, FIGURE_EXTENSIONS, ("",)))
         for name in names for ext in extensions for suffix in suffixes]
 
 
 def check_out(out: Path, request: Request) -> None:
-    """Refuse an --out holding a report of other inputs, or files no report made (naming it and what differs)."""
+    """Refuse an --output holding a report of other inputs, or files no report made (naming it and what differs)."""
     manifest = out / MANIFEST
     if manifest.is_file():
-        earlier = read_json(manifest, f"delete {out} or give another --out").get("request") or {}
+        earlier = read_json(manifest, f"delete {out} or give another --output").get("request") or {}
         differs = [f"{key} {earlier.get(key)!r} vs {value!r}" for key, value in request.to_dict().items()
                    if earlier.get(key) != value]
         if differs:
             raise UserError(f"{out} holds a report of other inputs ({'; '.join(differs)}); it is not replaced: give "
-                            "another --out, or the same inputs to regenerate it")
+                            "another --output, or the same inputs to regenerate it")
         return
     readme = out / "README.md"
     earlier_report = readme.is_file() and readme.read_text(errors="replace").startswith("# qbench report")
     strangers = [path for path in out.iterdir() if not earlier_report] if out.is_dir() else []
     if strangers:
-        raise UserError(f"{out} holds files that no qbench report made (e.g. {strangers[0].name}): give another --out")
+        raise UserError(f"{out} holds files that no qbench report made (e.g. {strangers[0].name}): give another "
+                        "--output")
 
 
 def build_report(request: Request | str | Path = "results", out: str | Path = "report") -> list[Artefact]:
@@ -93,7 +94,7 @@ def build_report(request: Request | str | Path = "results", out: str | Path = "r
     out = Path(out)
     collected = collect(request)
     check_out(out, request)
-    ensure_writable(out, "--out")
+    ensure_writable(out, "--output")
     for path in own_files(out):
         path.unlink(missing_ok=True)  # a vanished result leaves nothing behind
     artefacts = table_artefacts(collected, out / "tables") + figure_artefacts(collected, out / "figures")

@@ -26,6 +26,7 @@ from qbench.report.tables import (
     ablation_cells,
     accuracy_table,
     is_mamba,
+    is_transformer,
     latest_speed,
     measured_ratios,
     model_order,
@@ -179,7 +180,7 @@ def mark_crossovers(ax: Axes, frame: pd.DataFrame, x: str, y: str) -> None:
         curves = {model: mine.dropna(subset=[y]).groupby(x)[y].median() for model, mine in group.groupby("model")}
         curves = {model: curve for model, curve in curves.items() if len(curve) > 1 and (curve > 0).all()}
         for transformer, mamba in ((t, m) for t in curves for m in curves
-                                   if not is_mamba(t, None) and is_mamba(m, None)):
+                                   if is_transformer(t, None) and is_mamba(m, None)):
             for cx, cy in crossover_points(curves[transformer], curves[mamba]):
                 ax.plot(cx, cy, marker="X", color="black", markersize=8, linestyle="none", zorder=5, gid=CROSSOVER)
                 ax.annotate(f"{cx:,.0f}", (cx, cy), textcoords="offset points", xytext=(5, 5), fontsize=7)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from qbench import compare, stats
+from qbench.backbones import BACKBONES
 from qbench.presets import get_preset, preset_names
 from qbench.registry import UnknownName
 from qbench.report.collect import Results
@@ -125,14 +126,25 @@ def model_order(models: object) -> list[str]:
     return presets + sorted(names - set(presets))
 
 
-def is_mamba(model: str, backbone: object) -> bool:
-    """Whether a model's LLM is a state-space model (mamba, mamba2), from the row or else from its preset."""
+def llm_state(model: str, backbone: object) -> str | None:
+    """How a model's LLM holds its decode state, from the row's backbone kind or else from its preset: 'recurrent'
+    (Mamba), 'attention' (Transformer) or 'hybrid' (both); None for a backbone qbench does not know."""
     if not isinstance(backbone, str):
         try:
             backbone = get_preset(model).backbone.kind
         except UnknownName:
-            return False
-    return backbone.startswith("mamba")
+            return None
+    return BACKBONES[backbone].state_kind() if backbone in BACKBONES else None
+
+
+def is_mamba(model: str, backbone: object) -> bool:
+    """A pure state-space LLM: one side of the Mamba / Transformer comparisons (a hybrid is neither side)."""
+    return llm_state(model, backbone) == "recurrent"
+
+
+def is_transformer(model: str, backbone: object) -> bool:
+    """A pure attention LLM: the other side."""
+    return llm_state(model, backbone) == "attention"
 
 
 def sources_of(*frames: pd.DataFrame) -> list[str]:
@@ -315,9 +327,10 @@ def measured_ratios(speed: pd.DataFrame) -> pd.DataFrame:
     ok = speed[(speed["status"] == "ok") & (speed["batch"] == 1) & speed["e2e_tokens_per_s"].notna()
                & (speed["checkpoint"] == "random")]
     mamba = np.array([is_mamba(m, b) for m, b in zip(ok["model"], ok["backbone"])], dtype=bool)
+    transformer = np.array([is_transformer(m, b) for m, b in zip(ok["model"], ok["backbone"])], dtype=bool)
     rows = []
     for _, row in ok[mamba].iterrows():
-        peers = ok[~mamba & (ok["gpu"] == row["gpu"]) & (ok["engine"] == row["engine"])
+        peers = ok[transformer & (ok["gpu"] == row["gpu"]) & (ok["engine"] == row["engine"])
                    & (ok["visual_tokens"] == row["visual_tokens"]) & (ok["new_tokens"] == row["new_tokens"])
                    & (ok["model"].str.startswith("tiny-") == row["model"].startswith("tiny-"))]
         if len(peers):
@@ -351,7 +364,8 @@ def speed_ratio_table(results: Results) -> Table:
     frame = pd.concat([measured[RATIO_COLUMNS], reported_ratios() if on_gpus else None], ignore_index=True)
     return Table("speed_ratio", "Speed ratio Mamba / Transformer: same engine (measured) vs the papers' mixed engines",
                  f"Measured: batch 1, both models under the same engine and visual tokens. Reported: {SPEED_SOURCE}; "
-                 "the Mamba systems decoded with CUDA graphs, the Transformer with eager transformers generate.",
+                 "the Mamba systems decoded with CUDA graphs, the Transformer with eager transformers generate. "
+                 "Hybrid LLMs (Mamba and attention layers) are neither side: they are in the speed table and figures.",
                  frame, sources_of(measured),
                  {"Mamba tokens/s": ".2f", "Transformer tokens/s": ".2f", "ratio": ".2f"})
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from qbench.speed.largest_batch import LARGEST
 from qbench.speed.results import ROW_FIELDS, SCHEMA, SpeedResults
-from qbench.speed.sweep import SweepConfig, default_engines, resolve_device, run_sweep
+from qbench.speed.sweep import SweepConfig, default_engines, run_sweep
 
 SUMMARY = {"model": "model", "visual_tokens": "tokens", "images": "images", "batch": "batch", "engine": "engine", "status": "status",
            "ttft_ms": "TTFT ms", "decode_tokens_per_s": "decode tok/s", "e2e_tokens_per_s": "e2e tok/s",
@@ -70,4 +70,4 @@ def cell(value: object, key: str) -> str:
 
 
 __all__ = ["LARGEST", "ROW_FIELDS", "SCHEMA", "SpeedResults", "SweepConfig", "default_engines", "log_try",
-           "resolve_device", "run_sweep", "summary_table", "track"]
+           "run_sweep", "summary_table", "track"]

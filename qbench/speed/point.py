@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from qbench.backbones.state import copy_state, repeat_rows
 from qbench.engine import EagerDecoder, GraphDecoder, make_decoder
-from qbench.backbones import DecodeState
-from qbench.engine.graph import copy_state, tensors_of
 from qbench.speed.reference import (
     reference_generate,
     reference_model,
@@ -98,11 +97,11 @@ def timed_pass(vlm: VLM, decoder: EagerDecoder, point: Point, new_tokens: int, g
         group = vlm.backbone.new_state(prompts, decoder.max_len)
         logits.append(vlm.backbone.prefill(embeds, torch.ones(embeds.shape[:2], dtype=torch.long, device=vlm.device),
                                            group))
-        copy_state(group, decoder.state, start)
+        copy_state(vlm.backbone, group, decoder.state, start)
         del group
         timeline.mark("prefill")
     token = torch.cat(logits).argmax(-1)
-    repeat_rows(decoder.state, len(token))
+    repeat_rows(vlm.backbone, decoder.state, len(token))
     token = torch.cat([token, token[-1:].expand(decoder.batch - len(token))])
     timeline.mark("copies")
     timeline.mark("first")
@@ -110,17 +109,6 @@ def timed_pass(vlm: VLM, decoder: EagerDecoder, point: Point, new_tokens: int, g
         token = decoder.step(token).argmax(-1)
     timeline.mark("decode")
     return timeline.durations()
-
-
-def repeat_rows(state: DecodeState, filled: int) -> None:
-    """Rows filled.. of every batch-wide state tensor become copies of rows ..filled, doubling the copied block."""
-    batch = state.mask.shape[0]
-    for tensor in tensors_of(state):
-        done = filled
-        while tensor.dim() and tensor.shape[0] == batch and done < batch:
-            count = min(done, batch - done)
-            tensor[done : done + count].copy_(tensor[:count])
-            done += count
 
 
 def rates(ms: dict[str, float], point: Point, new_tokens: int) -> dict[str, float | None]:

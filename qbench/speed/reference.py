@@ -13,7 +13,7 @@ REFERENCE_ENGINE = "mamba_ssm-cg"
 
 def reference_model(backbone: Backbone) -> nn.Module:
     """mamba_ssm's MambaLMHeadModel over the backbone's own weight tensors."""
-    return mamba_ssm_model(backbone.family, backbone.model)
+    return mamba_ssm_model(backbone.mamba_ssm_mixer, backbone.model)
 
 
 @torch.inference_mode()

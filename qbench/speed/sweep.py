@@ -14,20 +14,33 @@ from pathlib import Path
 
 import torch
 
-from qbench.backbones.fused import MIXERS
+from qbench.backbones import BACKBONES
 from qbench.engine import ENGINES
 from qbench.folder import Interrupted, hold
-from qbench.inputs import check_device, ensure_writable
+from qbench.inputs import ensure_writable, resolve_dtype
 from qbench.presets import at_visual_tokens, get_preset
 from qbench.speed.environment import device_slug, environment
-from qbench.speed.largest_batch import BATCH_LIMIT, LARGEST, MEASURE_TOKENS, Search, largest_batch
-from qbench.speed.point import Point, measure_engine, measure_reference, peak_gib, reset_peak, warm_decoder
+from qbench.speed.largest_batch import (
+    BATCH_LIMIT,
+    LARGEST,
+    MEASURE_TOKENS,
+    Search,
+    largest_batch,
+)
+from qbench.speed.point import (
+    Point,
+    measure_engine,
+    measure_reference,
+    peak_gib,
+    reset_peak,
+    warm_decoder,
+)
 from qbench.speed.reference import REFERENCE_ENGINE
 from qbench.speed.results import SpeedResults
 from qbench.speed.roofline import copy_bandwidth_gbs, parameter_bytes, roofline
+from qbench.verbosity import step
 from qbench.vlm import VLM, visual_tokens_of
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 SWEEP_ENGINES = [*ENGINES.names(), REFERENCE_ENGINE]
 
 
@@ -65,8 +78,7 @@ class SweepConfig:
         if self.device_type != "cuda" and any(engine != "eager" for engine in self.engines):
             raise ValueError(f"engines {', '.join(e for e in self.engines if e != 'eager')} capture CUDA graphs and "
                              f"need --device cuda; on {self.device_type!r} use --engine eager")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {self.dtype!r}; choose from: {', '.join(DTYPES)}")
+        resolve_dtype(self.dtype)
         sizes = [batch for batch in self.batches if batch != LARGEST]
         if min(sizes, default=1) < 1 or self.new_tokens < 1 or self.repeats < 1 or self.prompt_tokens < 0:
             raise ValueError("batch sizes, --new-tokens and --repeats must be at least 1, --prompt-tokens at least 0")
@@ -77,9 +89,9 @@ class SweepConfig:
         if self.checkpoint and (len(self.models) != 1 or self.tokens != [None]):
             raise ValueError("--checkpoint times one model at its own visual token count: give one --model and no --tokens")
         if self.checkpoint:
-            from qbench.checkpoints import check_ready
+            from qbench.checkpoints import check_ready, resolve_source
 
-            check_ready(self.models[0], self.checkpoint)
+            check_ready(resolve_source(self.models[0], self.checkpoint))
 
     def command(self, output: str | None = None) -> str:
         """The `qbench speed` command line that runs this sweep, every setting spelled out."""
@@ -87,7 +99,7 @@ class SweepConfig:
 
         tokens = ",".join(str(t) for t in self.tokens if t is not None)
         args = ["--model", ",".join(self.models), *(["--tokens", tokens] if tokens else []),
-                "--images", ",".join(map(str, self.images)), "--batch", ",".join(map(str, self.batches)),
+                "--images", ",".join(map(str, self.images)), "--batch-size", ",".join(map(str, self.batches)),
                 *(["--batch-limit", str(self.batch_limit), "--measure-tokens", str(self.measure_tokens)]
                   if LARGEST in self.batches else []),
                 "--engine", ",".join(self.engines),
@@ -102,14 +114,6 @@ class SweepConfig:
 
     def points(self) -> int:
         return sum(1 for _ in points_of(self))
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' where a GPU is visible, else 'cpu'."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    check_device(device)
-    return device
 
 
 def is_oom(error: BaseException) -> bool:
@@ -130,11 +134,11 @@ def build(config: SweepConfig, model: str, tokens: int | None) -> VLM:
     if config.checkpoint:
         from qbench.checkpoints import load_vlm
 
-        return load_vlm(model, config.checkpoint, device=config.device, dtype=DTYPES[config.dtype]).eval()
+        return load_vlm(model, config.checkpoint, device=config.device, dtype=config.dtype).eval()
     spec = get_preset(model)
     spec = spec if tokens is None else at_visual_tokens(spec, tokens)
     torch.manual_seed(0)
-    return build_vlm(spec, device=config.device, dtype=DTYPES[config.dtype], tokenizer=False).eval()
+    return build_vlm(spec, device=config.device, dtype=resolve_dtype(config.dtype), tokenizer=False).eval()
 
 
 def measure(vlm: VLM, point: Point, bandwidth: float | None) -> dict:
@@ -165,7 +169,7 @@ def points_of(config: SweepConfig) -> Iterator[tuple[str, int | None, Point]]:
         for tokens in config.tokens:
             for images in config.images:
                 for engine in config.engines:
-                    if engine == REFERENCE_ENGINE and get_preset(model).backbone.kind not in MIXERS:
+                    if engine == REFERENCE_ENGINE and BACKBONES[get_preset(model).backbone.kind].mamba_ssm_mixer is None:
                         continue
                     for batch in config.batches:
                         yield model, tokens, Point(0 if batch == LARGEST else batch, engine, config.new_tokens,
@@ -209,8 +213,13 @@ def measure_all(config: SweepConfig, results: SpeedResults, bandwidth: float | N
         if built is None or built[0] != (model, tokens):
             vlm = built = None  # the last model's memory is freed before the next is built and measured
             free_memory()
+            step(f"building {row['model']} at {row['visual_tokens']} visual tokens "
+                 f"({config.checkpoint or 'random weights'}, {config.dtype} on {config.device})")
             built = ((model, tokens), safely(functools.partial(build, config, model, tokens)))
         vlm = built[1]
+        if not isinstance(vlm, BaseException):
+            step(f"timing {row['model']} batch {row['batch']} {point.engine}: a warm-up and {point.repeats} "
+                 f"repeat(s) of {point.new_tokens} new tokens")
         if isinstance(vlm, BaseException):
             row |= failed(vlm) | ({} if point.batch else {"batch": 1, "batch_search": "largest", "largest_batch": 0})
         elif point.batch:

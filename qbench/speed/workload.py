@@ -19,11 +19,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from qbench.engine.answering import STAGES, AnsweringEngine, AnsweringSettings, device_settings, image_key
+from qbench.backbones import BACKBONES
+from qbench.engine.answering import COUNTS, STAGES, AnsweringEngine, AnsweringSettings, device_settings, image_key
 from qbench.folder import Interrupted, hold, write_table
-from qbench.presets import TINY_TOKENIZERS, get_preset
+from qbench.inputs import dtype_name
+from qbench.presets import get_preset
 from qbench.registry import Registry
 from qbench.speed.environment import device_slug, environment
+from qbench.speed.flops import head_flops, image_flops, peak_flops, token_flops
 from qbench.tokenizers import CORPUS_WORDS, load_tokenizer
 from qbench.vlm import VLM, build_vlm
 
@@ -62,13 +65,14 @@ class Request:
     new_tokens: int  # the answer's tokens and its EOS
 
 
-def answer_tokens(rng: random.Random) -> int:
+def answer_length(rng: random.Random) -> int:
     """1-3 answer tokens (as VQA answers are) plus EOS; one answer in 50 is a long one (16 tokens)."""
     return 16 if rng.random() < 0.02 else rng.choices((1, 2, 3), (0.6, 0.3, 0.1))[0] + 1
 
 
-def make_stream(stream: str, questions: int, seed: int = 0) -> list[Request]:
-    """`questions` requests in dataset order, each dataset's questions about an image together (as datasets are)."""
+def make_stream(stream: str, questions: int, seed: int = 0, answer_tokens: int | None = None) -> list[Request]:
+    """`questions` requests in dataset order, each dataset's questions about an image together (as datasets are);
+    every answer `answer_tokens` long where given (as random weights, which never say EOS, answer in a run)."""
     rng = random.Random(seed)
     requests = []
     for name, share in STREAMS[stream].items():
@@ -78,7 +82,8 @@ def make_stream(stream: str, questions: int, seed: int = 0) -> list[Request]:
             asked = min(wanted, max(1, round(rng.expovariate(1 / shape.per_image)) if shape.per_image > 1 else 1))
             image = random_image(rng)
             for _ in range(asked):
-                requests.append(Request(image.copy(), question_text(rng, shape), answer_tokens(rng)))
+                length = answer_length(rng)  # drawn either way, so the questions are the same
+                requests.append(Request(image.copy(), question_text(rng, shape), answer_tokens or length))
             wanted -= asked
     return requests
 
@@ -101,7 +106,7 @@ def random_model(model: str, device: str, dtype: torch.dtype) -> VLM:
     spec = get_preset(model)
     torch.manual_seed(0)
     vlm = build_vlm(spec, device=device, dtype=dtype, tokenizer=False).eval()
-    vlm.tokenizer = load_tokenizer(TINY_TOKENIZERS[spec.backbone.kind])
+    vlm.tokenizer = load_tokenizer(BACKBONES[spec.backbone.kind].tiny_tokenizer)
     return vlm
 
 
@@ -120,7 +125,7 @@ def time_engine(vlm: VLM, requests: list[Request], settings: AnsweringSettings) 
     max_len = max(decoder.max_len for decoder in engine.decoders.values())
     for size in (1 << power for power in range((settings.batch - 1).bit_length() + 1)):
         engine.decoder(size, max_len)
-    engine.seconds = dict.fromkeys(STAGES, 0.0)
+    engine.seconds, engine.counts = dict.fromkeys(STAGES, 0.0), dict.fromkeys(COUNTS, 0)
     synchronize(vlm.device)
     started = time.perf_counter()
     answers = engine.answer_tokens([r.image for r in requests], [r.question for r in requests],
@@ -128,7 +133,25 @@ def time_engine(vlm: VLM, requests: list[Request], settings: AnsweringSettings) 
     synchronize(vlm.device)
     seconds = time.perf_counter() - started
     return answers, {"seconds": seconds, "answers_per_s": len(requests) / seconds, "name": engine.name,
-                     **{f"{stage}_s": engine.seconds[stage] for stage in STAGES}}
+                     **{f"{stage}_s": engine.seconds[stage] for stage in STAGES}, **engine.counts,
+                     **utilisation(vlm, engine, seconds, len(requests))}
+
+
+def utilisation(vlm: VLM, engine: AnsweringEngine, seconds: float, requests: int) -> dict[str, float | None]:
+    """Model-FLOP utilisation of each stage and of the whole stream (qbench.speed.flops), and its model TFLOP/s; no
+    MFU where the device's peak is not known (a CPU)."""
+    token, head, counts = token_flops(vlm), head_flops(vlm), engine.counts
+    flops = {"vision": counts["images"] * image_flops(vlm),
+             "prefill": counts["prefix_tokens"] * token + counts["images"] * head,
+             "question": counts["question_tokens"] * token + requests * head,
+             "decode": (counts["answer_tokens"] - requests) * (token + head)}
+    peak = peak_flops(torch.cuda.get_device_name(vlm.device) if vlm.device.type == "cuda" else None,
+                      dtype_name(vlm.dtype))
+    rates = {f"{stage}_tflops": flops[stage] / engine.seconds[stage] / 1e12 if engine.seconds[stage] else None
+             for stage in flops}
+    rates["tflops"] = sum(flops.values()) / seconds / 1e12
+    return {**rates, **{key.replace("tflops", "mfu"): value * 1e12 / peak if peak and value is not None else None
+                        for key, value in rates.items()}}
 
 
 def time_plain(vlm: VLM, requests: list[Request], batch: int) -> tuple[list[list[int]], dict]:
@@ -157,22 +180,26 @@ class WorkloadConfig:
     device: str = "cuda"
     dtype: str = "bf16"
     seed: int = 0
+    answer_tokens: int | None = None  # every answer this long (None: 1-3 tokens, 2% of 16, as VQA answers are)
 
     def command(self, output: str | None = None) -> str:
         """The `qbench workload` command line that runs this, every setting spelled out."""
         import shlex
 
-        settings = [arg for name, value in self.settings.items() for arg in (f"--{name.replace('_', '-')}", str(value))]
+        options = {"batch": "--batch-size", "encode_batch": "--encode-batch-size"}  # the rest: the setting's name
+        settings = [arg for name, value in self.settings.items()
+                    for arg in (options.get(name, f"--{name.replace('_', '-')}"), str(value))]
         args = ["--model", ",".join(self.models), "--stream", ",".join(self.streams), "--questions",
-                str(self.questions), "--plain-questions", str(self.plain_questions), "--plain-batch",
+                str(self.questions), "--plain-questions", str(self.plain_questions), "--plain-batch-size",
                 str(self.plain_batch), *settings, "--device", self.device, "--dtype", self.dtype,
+                *(["--answer-tokens", str(self.answer_tokens)] if self.answer_tokens else []),
                 *(["--output", output] if output else [])]
         return shlex.join(["qbench", "workload", *args])
 
 
 def measure(vlm: VLM, model: str, stream: str, config: WorkloadConfig) -> dict:
     """One row: the engine on the whole stream, today's path on its start, their answers compared there."""
-    requests = make_stream(stream, config.questions, config.seed)
+    requests = make_stream(stream, config.questions, config.seed, config.answer_tokens)
     settings = replace(device_settings(vlm), **config.settings)
     engine_answers, engine = time_engine(vlm, requests, settings)
     plain_answers, plain = time_plain(vlm, requests[: config.plain_questions], config.plain_batch)
@@ -240,8 +267,7 @@ def run_workload(config: WorkloadConfig, out_dir: Path | None, command: str, log
     rewritten after each row so that a run cut short keeps what it did, while holding the folder's lock. Rows of
     earlier workloads in the folder are kept (a configuration measured again replaces its row). Ctrl-C: Interrupted,
     saying how many rows were kept."""
-    from qbench.inputs import ensure_writable
-    from qbench.speed.sweep import DTYPES
+    from qbench.inputs import ensure_writable, resolve_dtype
 
     env = environment(torch.device(config.device))
     out_dir = ensure_writable(out_dir or default_out_dir(env), "--output")
@@ -249,10 +275,11 @@ def run_workload(config: WorkloadConfig, out_dir: Path | None, command: str, log
         document = workload_document(out_dir, command, env, config)
         try:
             for model in config.models:
-                vlm = random_model(model, config.device, DTYPES[config.dtype])
+                vlm = random_model(model, config.device, resolve_dtype(config.dtype))
                 for stream in config.streams:
-                    row = measure(vlm, model, stream, config) | {"dtype": config.dtype}
-                    log(f"{model} {stream}: {row['engine_answers_per_s']:.1f} answers/s (today's path "
+                    row = measure(vlm, model, stream, config) | {"dtype": dtype_name(vlm.dtype)}
+                    mfu = f", MFU {row['engine_mfu']:.1%}" if row["engine_mfu"] is not None else ""
+                    log(f"{model} {stream}: {row['engine_answers_per_s']:.1f} answers/s{mfu} (today's path "
                         f"{row['plain_answers_per_s']:.1f}, x{row['speedup']:.1f}), identical "
                         f"{row['identical_share']:.3f}")
                     add_row(document, row)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import gc
 import itertools
-import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -30,7 +30,7 @@ from rich.progress import (
 )
 
 from qbench.engine.answering import AnsweringEngine, device_settings, image_key
-from qbench.inputs import check_device
+from qbench.inputs import process_rank, resolve_device
 from qbench.suites.journal import Journal
 from qbench.vision import load_image
 from qbench.vlm import VLM
@@ -39,22 +39,6 @@ from qbench.vlm import VLM
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError)
 ENGINES = ("answering", "plain")
 ENGINE_CHUNK = 1024  # requests the answering engine plans together (their images are held in memory meanwhile)
-
-
-def process_rank() -> tuple[int, int, int]:
-    """(rank, local rank, world size) as torchrun and accelerate set them."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """The device asked for; a bare `cuda` (or nothing, on a GPU machine) means this process's own GPU."""
-    _, local_rank, _ = process_rank()
-    chosen = check_device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if chosen.type == "cuda" and chosen.index is None:
-        chosen = torch.device("cuda", local_rank)
-    if chosen.type == "cuda":
-        torch.cuda.set_device(chosen)
-    return chosen
 
 
 def reference(doc: dict[str, Any]) -> Any:
@@ -109,7 +93,7 @@ class QBenchLMM(lmms):
         if vlm is None:
             from qbench.checkpoints import load_vlm
 
-            vlm = load_vlm(preset, checkpoint, pick_device(device), dtype, int(seed))
+            vlm = load_vlm(preset, checkpoint, resolve_device(device), dtype, int(seed))
         self._rank, _, self._world_size = process_rank()
         self.vlm = vlm
         self.batch_size = int(batch_size)
@@ -117,6 +101,9 @@ class QBenchLMM(lmms):
         self.journal = journal if journal is not None else Journal()
         self.generated = 0  # samples answered by the model in this process (not taken from the journal)
         self.seconds = 0.0  # time spent answering them
+        # where that time went: in the engine, and waiting for the reader (documents and images, read in a thread
+        # while the engine answers the batch before); `reading` is the reader's own time, mostly overlapped
+        self.timing = dict.fromkeys(("engine", "waiting", "reading"), 0.0)
         self._raw_docs: dict[tuple[str, str], Any] = {}
         self.engine = engine
         self.answering = AnsweringEngine(vlm, device_settings(vlm, self.batch_size)) \
@@ -148,17 +135,22 @@ class QBenchLMM(lmms):
         todo = list({(r.args[4], r.args[3]): r for r in requests if self.journal.get(r.args[4], r.args[3]) is None}
                     .values())  # each sample once (lmms-eval pads ranks with repeats)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, disable=self._rank != 0) as progress:
+        batches = [batch for _, same_task in itertools.groupby(todo, key=lambda r: r.args[4])
+                   for batch in chunks(list(same_task), ENGINE_CHUNK if self.answering else self.batch_size)]
+        with Progress(*columns, disable=self._rank != 0) as progress, ThreadPoolExecutor(1) as reader:
             bar = progress.add_task("answering", total=len(todo))
-            for task_name, same_task in itertools.groupby(todo, key=lambda r: r.args[4]):
-                progress.update(bar, description=f"answering {task_name}")
-                for batch in chunks(list(same_task), ENGINE_CHUNK if self.answering else self.batch_size):
-                    self.journal.add(self.answer(batch))
-                    progress.advance(bar, len(batch))
+            reads = [reader.submit(self.read, batch) for batch in batches[:1]]
+            for index, batch in enumerate(batches):
+                progress.update(bar, description=f"answering {batch[0].args[4]}")
+                if index + 1 < len(batches):  # the next batch is read while the engine answers this one
+                    reads.append(reader.submit(self.read, batches[index + 1]))
+                self.journal.add(self.answer(batch, reads.pop(0)))
+                progress.advance(bar, len(batch))
         return [self.journal.get(r.args[4], r.args[3])["answer"] for r in requests]
 
-    def answer(self, batch: list) -> list[dict[str, Any]]:
-        """Journal rows for a batch of requests of one task; a sample whose image cannot be read gets an error."""
+    def read(self, batch: list) -> tuple[list[dict[str, Any]], list]:
+        """A batch's journal rows (answers still empty) and the images that could be read; a sample whose image
+        cannot be read gets an error."""
         started = time.perf_counter()
         rows, images = [], []
         for request in batch:
@@ -172,6 +164,15 @@ class QBenchLMM(lmms):
                 row["error"] = f"{type(error).__name__}: {error}"
             row["image"] = image_of(raw, images[-1] if row["error"] is None else None)
             rows.append(row)
+        self.timing["reading"] += time.perf_counter() - started
+        return rows, images
+
+    def answer(self, batch: list, read: Future) -> list[dict[str, Any]]:
+        """Journal rows for a batch of requests of one task, from its rows and images as `read` gives them."""
+        started = time.perf_counter()
+        rows, images = read.result()
+        engine_started = time.perf_counter()
+        self.timing["waiting"] += engine_started - started
         readable = [row for row in rows if row["error"] is None]
         if readable:
             kwargs = batch[0].args[1]
@@ -181,6 +182,7 @@ class QBenchLMM(lmms):
                                         int(kwargs.get("max_new_tokens") or self.max_new_tokens))
             for row, text in zip(readable, answers):
                 row["answer"] = cut(text, [until] if isinstance(until, str) else until)
+        self.timing["engine"] += time.perf_counter() - engine_started
         self.generated += len(batch)
         self.seconds += time.perf_counter() - started
         return rows

@@ -39,6 +39,7 @@ from qbench.suites.scenes import (
     sample_shapes,
     sample_signs,
 )
+from qbench.verbosity import step
 
 # The generator's version, recorded in MINI.json and in every run's data provenance: it changes whenever the generated
 # data does (tests/test_mini.py hashes a small generated output against it). /2: VQAv2 and VizWiz changed after /1.
@@ -368,9 +369,11 @@ def ensure(out: str | Path = "data") -> dict[str, Any]:
         raise UserError(f"{manifest.parent} is a file, where the mini datasets go: move it, or give another "
                         "--data-dir")
     if not manifest.is_file():
+        step(f"writing the mini datasets under {Path(out) / 'mini'} (first use: about 30 s)")
         write(out)
     found = read_settings(manifest)
     if found["generator"] != GENERATOR:
+        step(f"rewriting the mini datasets under {Path(out) / 'mini'}: an older qbench wrote them")
         write(out, found["seed"], found["eval_questions"], found["train_questions"])
     return read_settings(manifest)
 

@@ -9,7 +9,8 @@
 
 `like` names the lmms-eval task whose prompt, scoring and aggregation are used; `dataset` is the hub id of the
 data (a local copy lives at <data-dir>/<dataset>); `images` says where rows that carry only an `imageId` get
-their images from.
+their images from. A name may also be a task (or group, or tag) in a folder of the user's own task YAMLs, given as an
+include path (qbench.suites.catalog). `--suite` takes a suite's name or the path of a suite YAML of one's own.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from qbench.inputs import UserError
 from qbench.registry import Registry
 
 # The repository's suites/ folder, as package data (qbench/suites/definitions links to it; a wheel holds a copy)
@@ -41,6 +43,17 @@ class SuiteTask:
     like: str  # the lmms-eval task it runs as
     dataset: str | None = None  # hub id of its data; None: the lmms-eval task's own
     images: ImageSource | None = None
+    config: str | None = None  # the YAML that defines `like` when an include path has it (else lmms-eval's own)
+
+    @property
+    def generated(self) -> bool:
+        """Whether its data is made by `qbench data mini` rather than downloaded."""
+        return bool(self.dataset and self.dataset.startswith(GENERATED_ORG + "/"))
+
+    @property
+    def bare(self) -> bool:
+        """Just a name (which may stand for a group of tasks), not a task put on other data."""
+        return self.task == self.like and self.dataset is None and self.images is None and self.config is None
 
 
 @dataclass(frozen=True)
@@ -52,7 +65,7 @@ class Suite:
     @property
     def generated(self) -> bool:
         """Whether its data is made by `qbench data mini` rather than downloaded."""
-        return any(t.dataset and t.dataset.startswith(GENERATED_ORG + "/") for t in self.tasks)
+        return any(task.generated for task in self.tasks)
 
 
 def suite_task(entry: str | dict[str, Any], source: Path) -> SuiteTask:
@@ -66,9 +79,12 @@ def suite_task(entry: str | dict[str, Any], source: Path) -> SuiteTask:
 
 
 def read_suite(path: Path) -> Suite:
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict) or not data.get("tasks"):
-        raise ValueError(f"{path}: a suite needs a `tasks` list")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise UserError(f"--suite {path} cannot be read as YAML ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), list) or not data["tasks"]:
+        raise UserError(f"{path}: a suite needs a `tasks` list (see suites/mini.yaml)")
     return Suite(path.stem, " ".join(str(data.get("description", "")).split()),
                  tuple(suite_task(entry, path) for entry in data["tasks"]))
 
@@ -84,6 +100,20 @@ def suite_names() -> list[str]:
     return suite_files().names()
 
 
+def is_suite_file(name: str) -> bool:
+    """Whether `--suite` names a YAML file rather than one of qbench's suites."""
+    return name.endswith((".yaml", ".yml")) or "/" in name
+
+
 def load_suite(name: str) -> Suite:
-    """The suite suites/<name>.yaml; UnknownName lists the valid ones."""
-    return read_suite(suite_files()[name])
+    """The suite suites/<name>.yaml, or the suite in the YAML file `name`; UnknownName lists the valid names. A file
+    may not take the name of one of qbench's suites: its runs would be taken for that suite's."""
+    if not is_suite_file(name):
+        return read_suite(suite_files()[name])
+    path = Path(name)
+    if not path.is_file():
+        raise UserError(f"--suite {name}: no such file; give a suite YAML or one of: {', '.join(suite_names())}")
+    if path.stem in suite_files():
+        raise UserError(f"--suite {name}: qbench has its own suite {path.stem!r}, whose runs yours would be taken for; "
+                        "give your file another name")
+    return read_suite(path)

@@ -6,6 +6,9 @@
                     image (what image it asks about: the dataset's image id, or a digest of the image), metric
                     (the task's first), score (lmms-eval's, by that metric), error
     lmms_eval_results.json   lmms-eval's own results (configs, versions, sample counts)
+    lmms_eval/      files lmms-eval's tasks write themselves, kept out of the folder's top level: TextVQA's
+                    submissions/textvqa_submission_<time>.json (its answers in the challenge's format; the file to
+                    upload for a test split, so kept rather than suppressed)
 
     run.json        what was asked (model, suite, limit, variants, max_new_tokens, dtype) and the identity of what
                     answers: the weights (checkpoint hash, or the seed of random weights) and each task's data
@@ -25,35 +28,50 @@ import glob
 import json
 import dataclasses
 import platform
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
 from qbench import stats
-from qbench.inputs import UserError, check_folder, ensure_writable
+from qbench.inputs import (
+    UserError,
+    check_folder,
+    dtype_name,
+    ensure_writable,
+    process_rank,
+    resolve_device,
+    resolve_dtype,
+)
 from qbench.fingerprint import fingerprint, weights_digest
 from qbench.folder import FolderBusy, FolderLock, inside, write_atomic
 from qbench.suites import journal
-from qbench.suites.lmms_model import ENGINES, QBenchLMM, process_rank
-from qbench.suites.registry import Suite, load_suite
+from qbench.suites.lmms_model import ENGINES, QBenchLMM
+from qbench.suites.registry import Suite
 from qbench.suites.tasks import check_caches
+from qbench.speed.environment import package_version
 from qbench.suites.variants import Variant, parse_variants, prompt_variant
+from qbench.verbosity import muted, step
 from qbench.vlm import VLM
+
+if TYPE_CHECKING:
+    from qbench.checkpoints import ModelSource
 
 SCHEMA = "qbench.run/1"
 DEFAULT_OUTPUT = "results/runs"
 DEFAULT_DATA = "data"
+DATA_ENV = "QBENCH_DATA_DIR"  # where --data-dir (and lmms-eval's qbench tasks) look by default
 MAX_NEW_TOKENS = 16  # for every task and every model (lmms-eval's POPE asks 128; its answers are one word)
 SETTINGS = "run.json"  # what a run must match to resume this one
 SEED = 0  # of random weights, unless --seed says otherwise
 IDENTITY = ("checkpoint", "data")  # what answers: a run asked again must have the same to resume
+LMMS_EVAL_FILES = "lmms_eval"  # the files lmms-eval's tasks write themselves (TextVQA's submissions/...json)
 
 
 @dataclass(frozen=True)
@@ -105,20 +123,24 @@ def rank0_first(make):
 
 
 # --- preparing --------------------------------------------------------------------------------------------------------
-def prepare(suite_name: str, data_dir: str | Path = DEFAULT_DATA, variants: list[str] | tuple[str, ...] = (),
-            max_new_tokens: int = MAX_NEW_TOKENS) -> Prepared:
-    """The suite's tasks with their data loaded (generated first for the mini suite); fails fast and clearly."""
+def prepare(suite_name: str | None, data_dir: str | Path = DEFAULT_DATA, variants: list[str] | tuple[str, ...] = (),
+            max_new_tokens: int = MAX_NEW_TOKENS, tasks: Sequence[str] = (),
+            include_paths: Sequence[str | Path] = ()) -> Prepared:
+    """The tasks of the suite (a name or a YAML file) or the `tasks` given, found in the include paths, qbench's
+    suites or lmms-eval, with their data loaded (generated first for the mini suite); fails fast and clearly."""
     from qbench.suites import mini
+    from qbench.suites.catalog import find_suite
     from qbench.suites.tasks import load_tasks, provenance
 
-    suite = load_suite(suite_name)
+    suite = find_suite(suite_name, tasks, include_paths)
     chosen = parse_variants(list(variants))
     data_dir = Path(data_dir)
     if suite.generated:
         rank0_first(lambda: mini.ensure(data_dir))
-    tasks = rank0_first(lambda: load_tasks(suite, data_dir, chosen, max_new_tokens))
-    data = {task.task: provenance(task, data_dir, tasks[task.task]) for task in suite.tasks}
-    return Prepared(suite, tasks, chosen, data)
+    step(f"loading the data of {len(suite.tasks)} task(s)")
+    loaded = rank0_first(lambda: load_tasks(suite, data_dir, chosen, max_new_tokens))
+    data = {task.task: provenance(task, data_dir, loaded[task.task]) for task in suite.tasks}
+    return Prepared(suite, loaded, chosen, data)
 
 
 # --- the run folder ---------------------------------------------------------------------------------------------------
@@ -214,9 +236,12 @@ def checkpoint_info(source: str, seed: int | None = None) -> dict[str, Any]:
             "seed": seed if source == "random" else None}
 
 
-def versions() -> dict[str, str]:
-    found = {name: metadata.version(name) for name in ("torch", "transformers", "lmms_eval", "datasets", "qbench")}
-    return {**found, "python": platform.python_version()}
+def versions() -> dict[str, str | None]:
+    """The libraries' versions; qbench's from its source when it runs from a checkout that was not installed."""
+    import qbench
+
+    found = {name: package_version(name) for name in ("torch", "transformers", "lmms_eval", "datasets")}
+    return {**found, "qbench": package_version("qbench") or qbench.__version__, "python": platform.python_version()}
 
 
 def device_name(device: torch.device) -> str:
@@ -293,11 +318,14 @@ def answer_and_score(lm: QBenchLMM, prepared: Prepared, limit: int | None, folde
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager
 
-    return simple_evaluate(model=lm, tasks=list(prepared.tasks.values()), limit=limit, bootstrap_iters=0,
-                           log_samples=True, task_manager=TaskManager(include_defaults=False, model_name="qbench"),
-                           cli_args=argparse.Namespace(output_path=str(folder), process_with_media=False),
-                           datetime_str=datetime.now().strftime("%Y%m%d_%H%M%S"), random_seed=None,
-                           numpy_random_seed=None, torch_random_seed=None, distributed_executor_backend="torchrun")
+    with muted():
+        return simple_evaluate(model=lm, tasks=list(prepared.tasks.values()), limit=limit, bootstrap_iters=0,
+                               log_samples=True, task_manager=TaskManager(include_defaults=False, model_name="qbench"),
+                               cli_args=argparse.Namespace(output_path=str(folder / LMMS_EVAL_FILES),
+                                                           process_with_media=False),
+                               datetime_str=datetime.now().strftime("%Y%m%d_%H%M%S"), random_seed=None,
+                               numpy_random_seed=None, torch_random_seed=None,
+                               distributed_executor_backend="torchrun")
 
 
 def work_done(lm: QBenchLMM) -> tuple[int, float]:
@@ -307,6 +335,14 @@ def work_done(lm: QBenchLMM) -> tuple[int, float]:
         work = [None] * dist.get_world_size()
         dist.all_gather_object(work, (lm.generated, lm.seconds))
     return sum(n for n, _ in work), max(s for _, s in work)
+
+
+def timing(lm: QBenchLMM, wall: float) -> dict[str, float]:
+    """Where this process's evaluation time went: lmms-eval's whole evaluation (`wall_s`: loading documents, prompts,
+    answering, scoring), the engine answering, waiting for documents and images to be read (the rest of the reading
+    overlaps the engine), and the share of the wall time spent outside the engine."""
+    return {"wall_s": wall, "engine_s": lm.timing["engine"], "waiting_for_data_s": lm.timing["waiting"],
+            "reading_s": lm.timing["reading"], "outside_engine_share": 1 - lm.timing["engine"] / wall if wall else None}
 
 
 def summarize(vlm: VLM, prepared: Prepared, settings: dict[str, Any], results: dict[str, Any],
@@ -383,6 +419,7 @@ def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any]
         lm = QBenchLMM(vlm=vlm, batch_size=batch_size, max_new_tokens=max_new_tokens,
                        journal=journal.Journal(folder, rank), engine=engine)
         reused = len(lm.journal.rows)
+        evaluating = time.perf_counter()
         try:
             results = answer_and_score(lm, prepared, limit, folder)
         except KeyboardInterrupt:
@@ -394,6 +431,7 @@ def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any]
             started = json.loads((folder / SETTINGS).read_text())["started"]
             summary = summarize(vlm, prepared, settings, results, rows, work, batch_size, reused, started)
             summary["engine"] = lm.engine_name
+            summary["timing"] = timing(lm, time.perf_counter() - evaluating)
             write_results(folder, summary, rows, results)
         barrier()
     finally:
@@ -402,56 +440,46 @@ def execute(vlm: VLM, model: str, prepared: Prepared, checkpoint: dict[str, Any]
     return summary, folder
 
 
-def run(model: str, suite: str, limit: int | None = None, checkpoint: str | None = None,
+def run(model: str, suite: str | None, limit: int | None = None, checkpoint: str | None = None,
         data_dir: str | Path = DEFAULT_DATA, output: str | Path = DEFAULT_OUTPUT, device: str | None = None,
         dtype: str | None = None, batch_size: int = 8, variants: list[str] | tuple[str, ...] = (),
         max_new_tokens: int = MAX_NEW_TOKENS, seed: int = SEED, engine: str = "answering",
+        tasks: Sequence[str] = (), include_paths: Sequence[str | Path] = (),
         warn: Callable[[str], None] = lambda message: None) -> tuple[dict[str, Any] | None, Path]:
     """`qbench run`: check the device, weights, tokenizer and output folder, load the data (failing fast), then the
-    model, then answer and score. Returns (summary on rank 0, else None; the run folder). Random weights are drawn with
-    `seed`; once the checks pass, `warn` hears it when a full-size preset is about to run on them."""
-    from qbench.checkpoints import check_ready, load_vlm, model_spec, resolve_dtype
-    from qbench.suites.lmms_model import pick_device
+    model, then answer and score. Returns (summary on rank 0, else None; the run folder). Runs `suite` (a name or a
+    suite YAML) or the `tasks` (names from the include paths, qbench's suites or lmms-eval). Random weights are drawn
+    with `seed`; once the checks pass, `warn` hears it when a full-size preset is about to run on them."""
+    from qbench.checkpoints import check_ready, load_vlm, resolve_source
 
     if engine not in ENGINES:
         raise UserError(f"unknown engine {engine!r}; choose from: {', '.join(ENGINES)}")
-    spec = model_spec(model)
-    chosen = pick_device(device)
+    source = resolve_source(model, checkpoint, seed)
+    chosen = resolve_device(device)
     precision = resolve_dtype(dtype, chosen)
-    check_ready(model, checkpoint)
+    check_ready(source)
     check_folder(data_dir, "--data-dir", "give a folder of datasets (or one to generate the mini datasets in)")
     check_caches()
     ensure_writable(output, "--output")
-    said = random_weights_warning(model, checkpoint, seed)
+    said = random_weights_warning(source)
     if said and process_rank()[0] == 0:
         warn(said)
     init_distributed(chosen)
-    prepared = prepare(suite, data_dir, variants, max_new_tokens)
-    vlm = load_vlm(model, checkpoint, chosen, precision, seed)
-    source = weights_source(model, checkpoint)
+    prepared = prepare(suite, data_dir, variants, max_new_tokens, tasks, include_paths)
+    step(f"loading {source.spec.name} ({source.weights}) on {chosen} in {dtype_name(precision)}")
+    vlm = load_vlm(source, device=chosen, dtype=precision)
     with prompted(vlm, prepared.variants):
-        return execute(vlm, spec.name, prepared, checkpoint_info(source, seed), output, limit, batch_size,
-                       max_new_tokens, engine)
+        return execute(vlm, source.spec.name, prepared, checkpoint_info(source.weights, seed), output, limit,
+                       batch_size, max_new_tokens, engine)
 
 
-def weights_source(model: str, checkpoint: str | None) -> str:
-    """Where a run's weights come from: the --checkpoint, a checkpoint folder given as --model, or the preset's own
-    ('random' for a preset without published weights)."""
-    from qbench.checkpoints import model_spec
-
-    return checkpoint or (model if Path(model).is_dir() else model_spec(model).weights)
-
-
-def random_weights_warning(model: str, checkpoint: str | None, seed: int) -> str | None:
+def random_weights_warning(source: ModelSource) -> str | None:
     """What to say before a full-size preset runs on random weights (its answers are chance); None otherwise."""
-    from qbench.checkpoints import model_spec
-
-    spec = model_spec(model)
-    if weights_source(model, checkpoint) != "random" or spec.name.startswith("tiny-"):
+    if not source.random or source.spec.name.startswith("tiny-"):
         return None
-    why = "as asked (--checkpoint random)" if checkpoint == "random" else "since it has no published weights"
-    return (f"{spec.name} runs on random weights (seed {seed}) {why}: its answers are chance and its scores mean "
-            "nothing; give --checkpoint with trained weights to measure the model")
+    why = "as asked (--checkpoint random)" if source.checkpoint == "random" else "since it has no published weights"
+    return (f"{source.spec.name} runs on random weights (seed {source.seed}) {why}: its answers are chance and its "
+            "scores mean nothing; give --checkpoint with trained weights to measure the model")
 
 
 def evaluate(vlm: VLM, suite: str = "mini", limit: int | None = None, output: str | Path = DEFAULT_OUTPUT,

@@ -1,19 +1,22 @@
 """A suite's tasks as lmms-eval Task objects: lmms-eval's own configs, pointed at local copies where they exist.
 
-Every task starts from the config in lmms-eval's own YAML (prompt, generation settings, scoring, aggregation) and
-changes only: its name (mini tasks), where the data comes from, the one max_new_tokens qbench uses for every
-model, and the paper variants asked for.
+Every task starts from the config in its YAML, lmms-eval's own or one in an include path (prompt, generation
+settings, scoring, aggregation), and changes only: its name (mini tasks), where the data comes from, the one
+max_new_tokens qbench uses for every model, and the paper variants asked for. A task's data is a hub dataset (or its
+local copy under the data dir), a local folder, or local files read by one of datasets' builders (`dataset_path:
+json` with `data_files`); local data is identified by the fingerprint of the folder that holds it.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 from pathlib import Path
 from typing import Any
 
-from qbench.checkpoints.hub import WeightsNotFound
 from qbench.fingerprint import fingerprint
+from qbench.hub import WeightsNotFound
 from qbench.inputs import check_folder
 from qbench.registry import UnknownName
 from qbench.suites.registry import GENERATED_ORG, ImageSource, Suite, SuiteTask
@@ -54,6 +57,40 @@ def base_config(name: str) -> Config:
     return utils.load_yaml_config(str(task_yaml(name)), mode="full")
 
 
+def like_config(task: SuiteTask) -> Config:
+    """A fresh copy of the config of the task `task` runs like: from its include path's YAML, else lmms-eval's."""
+    if task.config is None:
+        return base_config(task.like)
+    from lmms_eval import utils
+
+    return utils.load_yaml_config(task.config, mode="full")
+
+
+def data_files(config: Config) -> list[Path] | None:
+    """The local files of a task read by one of datasets' builders (`dataset_path: json` + `data_files`), else None.
+    lmms-eval has made relative paths absolute against the task's YAML where the file exists."""
+    from lmms_eval.utils import _LOCAL_BUILDERS
+
+    listed = (config.get("dataset_kwargs") or {}).get("data_files")
+    if config.get("dataset_path") not in _LOCAL_BUILDERS or not listed:
+        return None
+    flat = listed.values() if isinstance(listed, dict) else [listed]
+    return [Path(name) for entry in flat for name in ([entry] if isinstance(entry, str) else entry)]
+
+
+def local_data(task: SuiteTask, config: Config) -> Path | None:
+    """The folder holding a task's local data: that of its data files, or a local folder as its dataset_path."""
+    files = data_files(config)
+    if files is not None:
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise DataNotFound(f"task {task.task}: no data file {', '.join(missing)} (a relative `data_files` path "
+                               f"is read beside the task's YAML{f', {task.config}' if task.config else ''})")
+        return Path(os.path.commonpath([f.resolve().parent for f in files]))
+    path = Path(config["dataset_path"])
+    return path if path.is_absolute() and path.is_dir() else None
+
+
 def local_copy(data_dir: Path, dataset: str) -> Path | None:
     path = data_dir / dataset
     return path if path.is_dir() else None
@@ -71,7 +108,12 @@ def cache_for(local: Path) -> str:
 def provenance(task: SuiteTask, data_dir: Path, loaded: Any) -> dict[str, str | None]:
     """Where a task's data came from (summary.json's data[task], and part of a run's identity): the local copy and
     its fingerprint, or the hub id and the revision that was loaded."""
-    dataset = task.dataset or base_config(task.like)["dataset_path"]
+    config = like_config(task)
+    own = None if task.dataset else local_data(task, config)
+    if own is not None:
+        return {"source": "local", "hub_id": None, "revision": None, "path": str(own.resolve()),
+                "fingerprint": fingerprint(own)}
+    dataset = task.dataset or config["dataset_path"]
     local = local_copy(data_dir, dataset)
     if local is None:
         revision = hub_revision(loaded)
@@ -127,7 +169,12 @@ def attach_images(docs, source: str, name: str, split: str, key: str = "imageId"
 
 
 def point_at_data(config: Config, task: SuiteTask, data_dir: Path) -> Config:
-    """Use the local copy under data_dir where there is one; otherwise leave the hub id (or fail when offline)."""
+    """Use the local copy under data_dir where there is one; otherwise leave the hub id (or fail when offline).
+    A task on local files or a local folder of its own reads them, through a cache keyed on their contents."""
+    own = None if task.dataset else local_data(task, config)
+    if own is not None:
+        kwargs = {k: v for k, v in (config.get("dataset_kwargs") or {}).items() if k != "token"}
+        return {**config, "dataset_kwargs": {**kwargs, "cache_dir": cache_for(own)}}
     dataset = task.dataset or config["dataset_path"]
     local = local_copy(data_dir, dataset)
     if local is None and dataset.startswith(GENERATED_ORG + "/"):
@@ -156,7 +203,7 @@ def images_for(images: ImageSource, data_dir: Path, hub_process_docs):
 
 
 def task_config(task: SuiteTask, data_dir: Path, variants: list[Variant], max_new_tokens: int) -> Config:
-    config = base_config(task.like)
+    config = like_config(task)
     config["task"] = task.task
     config["generation_kwargs"] = {**(config.get("generation_kwargs") or {}), "max_new_tokens": max_new_tokens}
     return apply_variants(point_at_data(config, task, data_dir), variants)
@@ -174,11 +221,22 @@ def check_caches() -> None:
     cache_root()
 
 
+def load_fix(task: SuiteTask, config: Config, data_dir: Path) -> str:
+    """What to check when a task's data does not load."""
+    files = data_files(config)
+    if files is not None:
+        return f"Do {', '.join(map(str, files))} hold what `dataset_path: {config['dataset_path']}` reads?"
+    dataset = task.dataset or config["dataset_path"]
+    if Path(config["dataset_path"]).is_dir():
+        return f"Is {config['dataset_path']} a complete copy of {dataset} in the hub layout?"
+    return how_to_copy(dataset, data_dir)
+
+
 def check_variants(suite: Suite, variants: list[Variant]) -> None:
     from qbench.suites.variants import MODEL_PROMPT, applies
 
     for variant in variants:
-        if variant.function != MODEL_PROMPT and not any(applies(variant, base_config(task.like)) for task in suite.tasks):
+        if variant.function != MODEL_PROMPT and not any(applies(variant, like_config(task)) for task in suite.tasks):
             raise ValueError(f"variant {variant.option}={variant.value} applies to no task of suite {suite.name}")
 
 
@@ -196,9 +254,6 @@ def load_tasks(suite: Suite, data_dir: Path, variants: list[Variant], max_new_to
         except DataNotFound:
             raise
         except Exception as error:
-            dataset = task.dataset or config["dataset_path"]
-            fix = (f"Is {config['dataset_path']} a complete copy of {dataset} in the hub layout?"
-                   if Path(config["dataset_path"]).is_dir() else how_to_copy(dataset, data_dir))
             raise DataNotFound(f"task {task.task}: cannot load {config['dataset_path']} "
-                               f"({type(error).__name__}: {error}). {fix}") from error
+                               f"({type(error).__name__}: {error}). {load_fix(task, config, data_dir)}") from error
     return tasks

@@ -1,10 +1,12 @@
-"""Eager decoding: prefill, then one backbone step per token, launched op by op; and the greedy loop every engine shares."""
+"""Greedy decoding over any backbone: the loop every engine shares, and its plain decoder (prefill, then one
+backbone step per token, launched op by op). The engines (qbench.engine) add decoders that capture the step."""
 
 from __future__ import annotations
 
 import torch
 
-from qbench.backbones import Backbone, DecodeState
+from qbench.backbones.base import Backbone
+from qbench.backbones.state import DecodeState
 
 
 class EagerDecoder:
@@ -63,3 +65,10 @@ def greedy_from(decoder: EagerDecoder, logits: torch.Tensor, max_new_tokens: int
             break
         logits = decoder.step(token)
     return torch.stack(tokens, dim=1)
+
+
+def greedy_decode(backbone: Backbone, embeds: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
+                  eos_id: int | None = None, decoder: type[EagerDecoder] = EagerDecoder) -> torch.Tensor:
+    """[B, n] greedy tokens after the prompt, decoded by a `decoder` made for it (the eager one, or an engine's)."""
+    return greedy(decoder(backbone, embeds.shape[0], embeds.shape[1] + max_new_tokens), embeds, mask, max_new_tokens,
+                  eos_id)

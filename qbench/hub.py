@@ -7,15 +7,17 @@ from pathlib import Path
 
 from qbench.inputs import UserError, check_folder
 
+HUB_DIR_ENV = "QBENCH_HUB_DIR"  # a local mirror of the hub: $QBENCH_HUB_DIR/<org>/<name>
+
 
 class WeightsNotFound(FileNotFoundError, UserError):
     """Weights, a tokenizer or data that is neither local nor reachable; the message says how to fix it."""
 
 
 def mirror_path(repo_id: str) -> Path | None:
-    root = os.environ.get("QBENCH_HUB_DIR")
+    root = os.environ.get(HUB_DIR_ENV)
     if root:
-        check_folder(root, "QBENCH_HUB_DIR", "point it at a readable folder of hub copies (<org>/<name>), or unset it")
+        check_folder(root, HUB_DIR_ENV, "point it at a readable folder of hub copies (<org>/<name>), or unset it")
     return Path(root) / repo_id if root else None
 
 
