@@ -577,8 +577,8 @@ def interrupted(kept: str, then: str = "resumes") -> None:
     raise typer.Exit(130)
 
 
-METRIC_LABELS = {"pope_yes_ratio": "truth_yes_ratio (lmms-eval's pope_yes_ratio)",
-                 "pope_answer_yes_ratio": "answer_yes_ratio"}  # whose 'yes' each POPE ratio counts
+METRIC_LABELS = {"pope_yes_ratio": "pope_yes_ratio(truth)",  # lmms-eval's: the share of yes in the ground truth
+                 "pope_answer_yes_ratio": "yes_ratio(answers)"}  # qbench's: the model's own share of yes answers
 
 
 def print_run(summary: dict, folder) -> None:
