@@ -43,8 +43,8 @@ drift:  ## install the newest versions the ranges allow into a scratch venv, run
 	  tail -n 1 $(DRIFT)/pytest.log; } | tee $(DRIFT)/report.txt; exit $$status
 
 .PHONY: report
-report:  ## tables, figures and results/report/README.md from every result under results/
-	$(PYTHON) -m qbench.cli report --results results --output results/report
+report:  ## tables, figures and results/report/README.md from the result files under results/ that git tracks
+	$(PYTHON) -m qbench.cli report --results results --tracked --output results/report
 
 # The speed sweep of the five full presets on random weights, sized for one device call (424 s on an
 # H100): each at 256, 576 and 729 visual tokens under the CUDA-graph engine and, for the Mamba LLMs, mamba_ssm's own

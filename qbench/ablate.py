@@ -21,8 +21,11 @@ import torch
 
 from qbench import compare, stats
 from qbench.backbones import BACKBONES as BACKBONE_CLASSES
+from qbench.folder import inside
+from qbench.inputs import UserError, read_json
 from qbench.presets import TINY_DINOSIGLIP, at_visual_tokens
 from qbench.projectors import PROJECTORS as PROJECTOR_CLASSES
+from qbench.runs import SUMMARY, Run, read_run, sample_key
 from qbench.spec import ProjectorSpec, VLMSpec
 from qbench.train import Example, TrainConfig
 
@@ -134,13 +137,87 @@ def evaluate_all(ablation: Ablation, suite: str, limit: int | None, device: str 
 
     for combo, seed in my_share(ablation.units(), shard):
         path = ablation.checkpoint(combo, seed)
-        if (path / EVAL_FILE).is_file():
+        if evaluated(path, suite, limit):
             continue
         if not is_native(path):
             raise ValueError(f"{combo} seed {seed} is not trained yet ({path}): run the train phase first")
+        check_trained(ablation, combo, seed)
         vlm = load_vlm(str(path), device=device or "cpu")
         summary = evaluate(vlm, suite, limit=limit, output=path / "runs", data_dir=data_dir, checkpoint=str(path))
         (path / EVAL_FILE).write_text(json.dumps(summary, indent=1))
+
+
+def evaluated(path: Path, suite: str, limit: int | None) -> bool:
+    """Whether a checkpoint is evaluated already on `suite` with `limit`; a UserError if it was evaluated otherwise
+    (its tables would describe another evaluation than the one asked)."""
+    record = path / EVAL_FILE
+    if not record.is_file():
+        return False
+    summary = read_json(record, f"remove it and {path / 'runs'} to evaluate again")
+    if (summary.get("suite"), summary.get("limit")) != (suite, limit):
+        raise UserError(f"{record} holds an evaluation on suite {summary.get('suite')} with --limit "
+                        f"{summary.get('limit')}, and this asks suite {suite} with --limit {limit}: ask for the same "
+                        f"to write its tables, or remove {record} and {path / 'runs'} to evaluate again")
+    return True
+
+
+def check_trained(ablation: Ablation, combo: str, seed: int) -> None:
+    """A checkpoint trained with this ablation's spec and budget (what its train.json records); a UserError
+    naming the folder otherwise, so that tables never describe checkpoints of another configuration."""
+    path = ablation.checkpoint(combo, seed)
+    identity = read_json(path / "train.json", "train it again (--phases train)").get("identity") or {}
+    recorded = {"spec": identity.get("spec"), "budget": identity.get("config")}
+    asked = {"spec": ablation.combos[combo].to_dict(), "budget": ablation.config_of(seed).to_dict()}
+    differs = [what for what in asked if recorded[what] != asked[what]]
+    if differs:
+        raise UserError(f"{path} was trained with another {' and '.join(differs)} than this ablation asks; give the "
+                        "options it was trained with, or another --name to train and evaluate this one elsewhere")
+
+
+# --- what an ablation is, and its results folder ---------------------------------------------------------------------
+def settings(ablation: Ablation, train_questions: int | None = None,
+             evaluation: tuple[str, int | None] | None = None) -> dict[str, Any]:
+    """What an ablation's tables describe: its budget, seeds and combinations, and where known the training
+    questions per dataset and the (suite, --limit) it is evaluated with (ablation.json records them)."""
+    found = {"budget": ablation.config.to_dict(), "seeds": list(ablation.seeds),
+             "combos": {name: spec.to_dict() for name, spec in ablation.combos.items()}}
+    if train_questions is not None:
+        found["train_questions"] = train_questions
+    if evaluation is not None:
+        found["suite"], found["limit"] = evaluation
+    return found
+
+
+def what_differs(recorded: dict[str, Any], asked: dict[str, Any]) -> list[str]:
+    """The settings in which a recorded ablation differs from the one asked, in words (settings an older record
+    lacks are not compared)."""
+    found = []
+    budget, wanted = recorded.get("budget") or {}, asked["budget"]
+    found += [f"{key} {budget[key]} vs {wanted[key]}" for key in wanted
+              if key in budget and budget[key] != wanted[key]]
+    if "seeds" in recorded and recorded["seeds"] != asked["seeds"]:
+        found.append(f"seeds {','.join(map(str, recorded['seeds']))} vs {','.join(map(str, asked['seeds']))}")
+    combos = recorded.get("combos") or {}
+    if set(combos) != set(asked["combos"]):
+        found.append(f"{len(combos)} combinations vs {len(asked['combos'])} ({', '.join(sorted(asked['combos']))})")
+    else:
+        found += [f"the spec of {name}" for name in combos if combos[name] != asked["combos"][name]]
+    found += [f"{key} {recorded[key]} vs {asked[key]}" for key in ("train_questions", "suite", "limit")
+              if key in recorded and key in asked and recorded[key] != asked[key]]
+    return found
+
+
+def check_results_folder(ablation: Ablation, asked: dict[str, Any]) -> None:
+    """Refuse to write into a results folder holding an ablation of another configuration (it is not
+    overwritten), naming the folder, what differs and how to write elsewhere."""
+    record = ablation.results / "ablation.json"
+    if not record.exists():
+        return
+    redo = f"give another --name to write this ablation elsewhere, or move {ablation.results} away"
+    differs = what_differs(read_json(record, redo), asked)
+    if differs:
+        raise UserError(f"{ablation.results} holds the results of ablation {ablation.name!r} of another "
+                        f"configuration ({'; '.join(differs)}); they are not overwritten: {redo}")
 
 
 # --- tables --------------------------------------------------------------------------------------------------------
@@ -170,10 +247,12 @@ def normalise(answer: Any) -> str:
     return str(answer).strip().lower()
 
 
-def run_samples(path: Path) -> list[dict[str, Any]]:
-    """The per-sample rows of a checkpoint's newest evaluation (samples.jsonl of its run)."""
-    runs = sorted((path / "runs").glob("*/samples.jsonl"))
-    return [json.loads(line) for line in runs[-1].read_text().splitlines() if line.strip()]
+def evaluation_run(path: Path) -> Run:
+    """A checkpoint's newest finished evaluation (a run folder under its runs/), read and checked."""
+    folders = sorted(summary.parent for summary in (path / "runs").glob(f"*/{SUMMARY}"))
+    if not folders:
+        raise UserError(f"{path / 'runs'} holds no finished evaluation: run the eval phase (--phases eval)")
+    return read_run(folders[-1])
 
 
 def chance_levels(samples: list[dict[str, Any]]) -> dict[str, float]:
@@ -183,7 +262,7 @@ def chance_levels(samples: list[dict[str, Any]]) -> dict[str, float]:
 
 def pooled(runs: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One row per sample with its score averaged over the runs (one per seed) of the same samples, in key order."""
-    by_key = [{compare.key(row): row for row in run} for run in runs]
+    by_key = [{sample_key(row): row for row in run} for run in runs]
     if any(keys.keys() != by_key[0].keys() for keys in by_key):
         raise compare.NotComparable("the seeds were evaluated on different samples; evaluate them with one --limit")
     return [{**by_key[0][k], "score": statistics.fmean(keys[k]["score"] for keys in by_key)} for k in sorted(by_key[0])]
@@ -191,10 +270,17 @@ def pooled(runs: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One combination's evaluations, one per seed: summaries and per-sample rows."""
+    """One combination's evaluations, one run per seed."""
 
-    summaries: dict[int, dict[str, Any]]
-    samples: dict[int, list[dict[str, Any]]]
+    runs: dict[int, Run]
+
+    @property
+    def summaries(self) -> dict[int, dict[str, Any]]:
+        return {seed: run.summary for seed, run in self.runs.items()}
+
+    @property
+    def samples(self) -> dict[int, list[dict[str, Any]]]:
+        return {seed: run.rows for seed, run in self.runs.items()}
 
     def values(self, task: str) -> dict[int, float]:
         """Each seed's score of the task's first metric."""
@@ -205,12 +291,10 @@ class Evaluation:
 
 
 def evaluations(ablation: Ablation) -> dict[str, Evaluation]:
-    found = {}
-    for combo in ablation.combos:
-        paths = {seed: ablation.checkpoint(combo, seed) for seed in ablation.seeds}
-        found[combo] = Evaluation({seed: json.loads((path / EVAL_FILE).read_text()) for seed, path in paths.items()},
-                                  {seed: run_samples(path) for seed, path in paths.items()})
-    return found
+    for combo, seed in ablation.units():
+        check_trained(ablation, combo, seed)
+    return {combo: Evaluation({seed: evaluation_run(ablation.checkpoint(combo, seed)) for seed in ablation.seeds})
+            for combo in ablation.combos}
 
 
 def spread(values: Sequence[float]) -> float:
@@ -290,48 +374,58 @@ def differences(ablation: Ablation, found: dict[str, Evaluation]) -> list[dict[s
     return rows
 
 
-def interval_text(row: dict[str, Any]) -> str:
-    return f"[{row['ci_lo']:.3f}, {row['ci_hi']:.3f}]"
+def percent(value: float, sign: str = "") -> str:
+    """A 0-1 score (or difference) in percent (percentage points), as every table shows it."""
+    return f"{100 * value:{sign}.1f}"
+
+
+def interval_text(row: dict[str, Any], sign: str = "") -> str:
+    return f"[{percent(row['ci_lo'], sign)}, {percent(row['ci_hi'], sign)}]"
 
 
 def score_text(row: dict[str, Any]) -> str:
-    """'mean ± spread' over the seeds, as the Markdown tables show a score."""
-    return f"{row['value']:.3f} ± {row['spread']:.3f}" if row["seeds"] > 1 else f"{row['value']:.3f}"
+    """'mean ± spread' over the seeds in percent, as the Markdown tables show a score."""
+    return f"{percent(row['value'])} ± {percent(row['spread'])}" if row["seeds"] > 1 else percent(row["value"])
 
 
 def task_markdown(task: str, table: Any) -> str:
     chance, seeds = table["chance"].iloc[0], int(table["seeds"].iloc[0])
-    shown = table.assign(**{"score": [score_text(r) for r in table.to_dict("records")],
+    shown = table.assign(**{"score (%)": [score_text(r) for r in table.to_dict("records")],
                             "95% interval": [interval_text(r) for r in table.to_dict("records")]})
-    shown = shown[["combo", "score", "95% interval", "visual_tokens", "final_loss", "skipped_steps",
+    shown = shown[["combo", "score (%)", "95% interval", "visual_tokens", "final_loss", "skipped_steps",
                    "decode_tokens_per_s", "e2e_tokens_per_s"]]
-    header = (f"# {task} ({table['metric'].iloc[0]}; chance level {chance:.3f}: the score of always giving the most "
-              f"common answer)\n\nscore = mean over {seeds} seed(s)" + (" ± their standard deviation" if seeds > 1
-                                                                         else "")
-              + f"; 95% interval: bootstrap over the {int(table['n'].iloc[0])} questions of each question's score "
-                "averaged over the seeds.\n\n")
+    header = (f"# {task} ({table['metric'].iloc[0]}, %; chance level {percent(chance)}: the score of always giving "
+              f"the most common answer)\n\nscore = mean over {seeds} seed(s)"
+              + (" ± their standard deviation" if seeds > 1 else "")
+              + f"; 95% interval: bootstrap over the {int(table['n'].iloc[0])} questions (questions about one image "
+                "resampled together) of each question's score averaged over the seeds.\n\n")
     return header + shown.to_markdown(index=False, floatfmt=".3f") + "\n"
 
 
 def differences_markdown(ablation: Ablation, found: list[dict[str, Any]]) -> str:
     survivors = [row for row in found if row["survives"]]
     lines = [f"# Differences that survive ({len(survivors)} of {len(found)})", "",
-             f"Pairs of combinations that differ in one factor, per task; {SURVIVAL_RULE}. Seeds: "
-             f"{', '.join(map(str, ablation.seeds))}. At 95%, about 1 in 20 of the pairs where nothing differs "
-             "passes the interval test by chance; the every-seed condition removes most of those. All pairs: "
-             "differences.csv.", ""]
+             f"Pairs of combinations that differ in one factor, per task, in percentage points; {SURVIVAL_RULE}. "
+             f"Seeds: {', '.join(map(str, ablation.seeds))}. At 95%, about 1 in 20 of the pairs where nothing "
+             "differs passes the interval test by chance; the every-seed condition removes most of those. All "
+             "pairs: differences.csv (0-1, as the metrics).", ""]
     if survivors:
         lines += ["| task | factor | A | B | A - B | 95% interval | p | each seed |", "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['task']} | {r['factor']} | {r['a']} | {r['b']} | {r['difference']:+.3f} | {interval_text(r)} "
-                  f"| {r['p']:.2g} | {', '.join(f'{d:+.3f}' for d in r['seed_differences'])} |" for r in survivors]
+        lines += [f"| {r['task']} | {r['factor']} | {r['a']} | {r['b']} | {percent(r['difference'], '+')} | "
+                  f"{interval_text(r, '+')} | {stats.p_text(r['p']).removeprefix('p ')} | "
+                  f"{', '.join(percent(d, '+') for d in r['seed_differences'])} |" for r in survivors]
     return "\n".join(lines) + "\n"
 
 
-def write_tables(ablation: Ablation, rows: list[dict[str, Any]], found: list[dict[str, Any]]) -> list[Path]:
+def write_tables(ablation: Ablation, rows: list[dict[str, Any]], found: list[dict[str, Any]],
+                 asked: dict[str, Any]) -> list[Path]:
     """results/ablation/<name>/: <task>.csv and .md per task, all.csv, differences.md|csv, and ablation.json
-    (schema qbench.ablation/1: the budget, the seeds, every row, every difference, and each combination's spec)."""
+    (schema qbench.ablation/1: the settings (budget, seeds, each combination's spec, suite, limit, training
+    questions), every row and every difference). Scores in the data files are 0-1, as the metrics; percent in the
+    Markdown."""
     import pandas as pd
 
+    check_results_folder(ablation, asked)
     out = ablation.results
     out.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(rows)
@@ -344,9 +438,8 @@ def write_tables(ablation: Ablation, rows: list[dict[str, Any]], found: list[dic
         written += [out / f"{task}.csv", out / f"{task}.md"]
     pd.DataFrame(found).to_csv(out / "differences.csv", index=False)
     (out / "differences.md").write_text(differences_markdown(ablation, found))
-    meta = {"schema": "qbench.ablation/1", "name": ablation.name, "budget": ablation.config.to_dict(),
-            "seeds": list(ablation.seeds), "survival_rule": SURVIVAL_RULE, "rows": rows, "differences": found,
-            "combos": {name: spec.to_dict() for name, spec in ablation.combos.items()}}
+    meta = {"schema": "qbench.ablation/1", "name": ablation.name, **asked, "survival_rule": SURVIVAL_RULE,
+            "rows": rows, "differences": found}
     (out / "ablation.json").write_text(json.dumps(meta, indent=1))
     return written + [out / "differences.csv", out / "differences.md", out / "ablation.json"]
 
@@ -356,8 +449,8 @@ def ablation(name: str, projectors: Sequence[str], backbones: Sequence[str], con
              seeds: Sequence[int] = (0,)) -> Ablation:
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, e.g. 0,1,2; got {list(seeds)}")
-    return Ablation(name, combinations(projectors, backbones), config, Path(checkpoints) / name, Path(results) / name,
-                    tuple(seeds))
+    return Ablation(name, combinations(projectors, backbones), config, inside(checkpoints, name, "--name"),
+                    inside(results, name, "--name"), tuple(seeds))
 
 
 def mini_examples(count: int, seed: int = 0) -> list[Example]:
@@ -379,6 +472,9 @@ def run(lab: Ablation, phases: Sequence[str], device: str | None, suite: str = "
     unknown = sorted(set(phases) - set(PHASES))
     if unknown:
         raise ValueError(f"unknown phase {unknown[0]!r}; choose from: {', '.join(PHASES)}")
+    asked = settings(lab, train_questions if "train" in phases else None,
+                     (suite, limit) if "eval" in phases else None)
+    check_results_folder(lab, asked)  # before any work: results of another configuration are never overwritten
     if "train" in phases:
         train_all(lab, mini_examples(train_questions), device, shard, save_dtype)
     if "speed" in phases:
@@ -388,7 +484,7 @@ def run(lab: Ablation, phases: Sequence[str], device: str | None, suite: str = "
         if shard[1] > 1 and not all((lab.checkpoint(c, s) / EVAL_FILE).is_file() for c, s in lab.units()):
             return []  # other workers' shares are still being evaluated: the last to finish writes the tables
         found = evaluations(lab)
-        return write_tables(lab, collect(lab, found), differences(lab, found))
+        return write_tables(lab, collect(lab, found), differences(lab, found), asked)
     return []
 
 

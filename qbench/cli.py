@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -21,9 +23,9 @@ VERBOSE = "--verbose"
 
 class Commands(TyperGroup):
     """The subcommands, with one place that turns a user's mistake into one `error: ...` line and exit status 2:
-    a bad option (typer's usage errors) or a UserError/ValueError from the work. `qbench --debug` (QBENCH_DEBUG=1)
-    re-raises the latter, traceback and all. Old option spellings (RENAMED) are read as the new ones, and
-    `--verbose` is taken after the command too."""
+    a bad option (typer's usage errors), a UserError/ValueError from the work, or a full disk. `qbench --debug`
+    (QBENCH_DEBUG=1) re-raises the latter, traceback and all. Old option spellings (RENAMED) are read as the new ones,
+    and `--verbose` is taken after the command too."""
 
     def invoke(self, ctx: typer.Context):
         try:
@@ -36,6 +38,11 @@ class Commands(TyperGroup):
             if ctx.find_root().params.get("debug"):
                 raise
             fail(str(error))
+        except OSError as error:
+            if error.errno != errno.ENOSPC or ctx.find_root().params.get("debug"):
+                raise
+            fail(f"no space left on the device while writing {error.filename or 'a result'}: free some space and "
+                 "run the same command again (what was written whole is kept; runs and trainings resume)")
 
     def get_params(self, ctx: typer.Context):
         return shown_as_flags(super().get_params(ctx))
@@ -76,6 +83,8 @@ def renamed(command, args: list[str]) -> list[str]:
 app = typer.Typer(cls=Commands, help="Benchmark and evaluation harness for multimodal LLMs on Mamba backbones.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console()
+errors = Console(stderr=True)
+MAX_SEED = 2**31 - 1  # every seed option: torch, numpy and the batch order (seed * 100_003) all take it
 
 
 @app.callback()
@@ -91,7 +100,7 @@ def main(debug: bool = typer.Option(False, "--debug", envvar="QBENCH_DEBUG",
 
 
 def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -165,26 +174,34 @@ def hub_repos(model: str, as_json: bool) -> None:
 
 
 @app.command()
-def report(results: str = typer.Option("results", help="Folder of run summaries, speed sweeps and ablations."),
-           output: str = typer.Option("results/report", help="Where the tables, figures and README.md go.")) -> None:
-    """Tables (Markdown, LaTeX, CSV), figures (PNG, PDF) and a README from every result file under --results."""
+def report(results: str = typer.Option("results", help="Folder whose runs/, speed/, ablation/ and train/ are read "
+                                                       "(runs and speed sweeps: unless --runs, --speed say where)."),
+           runs: list[str] = typer.Option([], help="Run folders, or folders of them, to read instead of "
+                                                   "RESULTS/runs (repeatable)."),
+           speed: list[str] = typer.Option([], help="Speed folders (speed.json), or folders of them, to read "
+                                                    "instead of RESULTS/speed (repeatable)."),
+           device: str = typer.Option(None, help="Only measurements on this device: cpu, cuda (any GPU) or part "
+                                                 "of a GPU's name (e.g. H100)."),
+           tracked: bool = typer.Option(False, "--tracked", help="Only result files git tracks (the project's "
+                                                                 "published record: make report)."),
+           output: str = typer.Option("report", help="Where the tables, figures, README.md and report.json go; a "
+                                                     "folder holding a report of other inputs is refused.")) -> None:
+    """Tables (Markdown, LaTeX, CSV), figures (PNG, PDF) and a README from the result files asked for."""
     import warnings
 
-    from qbench.report import SkippedResult, build_report
+    from qbench.report import Request, SkippedResult, build_report
 
+    request = Request(results, tuple(runs), tuple(speed), device, tracked)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SkippedResult)
-        try:
-            artefacts = build_report(results, output)
-        except FileNotFoundError as error:
-            fail(str(error))
+        artefacts = build_report(request, output)
     for warning in caught:
-        console.print(f"[yellow]warning:[/yellow] {warning.message}", highlight=False, soft_wrap=True)
+        warn(str(warning.message))
     for artefact in artefacts:
-        done = f"[green]made[/green] {artefact.kind} {artefact.name}"
-        console.print(done if not artefact.missing else f"[dim]not made[/dim] {artefact.kind} {artefact.name}: "
-                      f"{artefact.missing}", highlight=False, soft_wrap=True)
-    console.print(f"report: {output}/README.md", highlight=False)
+        done = f"[green]made[/green] {artefact.kind} {escape(artefact.name)}"
+        console.print(done if not artefact.missing else f"[dim]not made[/dim] {artefact.kind} "
+                      f"{escape(artefact.name)}: {escape(artefact.missing)}", highlight=False, soft_wrap=True)
+    console.print(f"report: {output}/README.md", highlight=False, markup=False)
 
 
 @app.command()
@@ -212,6 +229,7 @@ def speed(
     """Time vision tower, projector, prefill, first token and decode for each model x tokens x batch x engine."""
     from pathlib import Path
 
+    from qbench.folder import Interrupted
     from qbench.inputs import resolve_device
     from qbench.speed import (
         LARGEST,
@@ -225,7 +243,8 @@ def speed(
 
     device = str(resolve_device(device))
     dtype = dtype or device_dtype(device)
-    config = SweepConfig(models=split(model), tokens=counts(tokens, "--tokens", "256,576") or [None],
+    config = SweepConfig(models=names(model, "--model", "cobra,llava"),
+                         tokens=counts(tokens, "--tokens", "256,576") or [None],
                          batches=[b if b == LARGEST else counts(b, "--batch-size", "1,8,max")[0]
                                   for b in split(batch_size)],
                          engines=split(engine) or default_engines(device), new_tokens=new_tokens,
@@ -235,10 +254,14 @@ def speed(
     config.validate()
     if config.device_type == "cpu" and not allow_slow:
         refuse_full_size_on_cpu(config)
-    with track(config, console) as on_row:
-        results = run_sweep(config, Path(output) if output else None, config.command(output), on_row, log_try(console))
+    try:
+        with track(config, console) as on_row:
+            results = run_sweep(config, Path(output) if output else None, config.command(output), on_row,
+                                log_try(console))
+    except Interrupted as stop:
+        interrupted(stop.kept)
     console.print(summary_table(results.rows))
-    console.print(f"[green]wrote[/green] {results.out_dir / 'speed.json'} and speed.csv", highlight=False)
+    wrote(f"{results.out_dir / 'speed.json'} and speed.csv")
 
 
 def device_dtype(device: str) -> str:
@@ -281,38 +304,52 @@ def workload(
                                           "results/speed/<device>_<date>_answering)."),
 ) -> None:
     """Time the answering engine and today's path (VLM.generate) on a vqa-shaped request stream, random weights."""
-    from qbench.inputs import ensure_writable, resolve_device, resolve_dtype
+    from pathlib import Path
+
+    from qbench.folder import Interrupted
+    from qbench.inputs import resolve_device, resolve_dtype
     from qbench.presets import get_preset
     from qbench.speed.workload import STREAMS, WorkloadConfig, run_workload
 
-    for name in split(stream):
+    streams, models = names(stream, "--stream", "vqa,vizwiz"), names(model, "--model", "cobra,llava")
+    for name in streams:
         if name not in STREAMS:
             fail(f"unknown stream {name!r}; choose from: {', '.join(STREAMS.names())}")
     device = str(resolve_device(device))
     dtype = dtype or device_dtype(device)
     resolve_dtype(dtype)  # an unknown name fails here
-    models = split(model)
     for name in models:
         get_preset(name)  # an unknown name fails here, before anything is built
     given = {"batch": batch_size, "window": window, "encode_batch": encode_batch_size, "workers": workers}
-    config = WorkloadConfig(models, split(stream), questions, plain_questions, plain_batch_size,
+    config = WorkloadConfig(models, streams, questions, plain_questions, plain_batch_size,
                             {name: value for name, value in given.items() if value is not None}, device, dtype,
                             answer_tokens=answer_tokens)
-    out = ensure_writable(output, "--output") if output else None
-    folder = run_workload(config, out, config.command(output), lambda line: console.print(line, highlight=False))
-    console.print(f"[green]wrote[/green] {folder / 'workload.json'} and workload.csv", highlight=False)
+    try:
+        folder = run_workload(config, Path(output) if output else None, config.command(output),
+                              lambda line: console.print(line, highlight=False, markup=False))
+    except Interrupted as stop:
+        interrupted(stop.kept)
+    wrote(f"{folder / 'workload.json'} and workload.csv")
 
 
 def split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def counts(text: str, option: str, example: str) -> list[int]:
-    """Comma-separated whole numbers of at least 1; a UserError saying what to type otherwise."""
+def names(text: str, option: str, example: str) -> list[str]:
+    """Comma-separated names, at least one; a UserError saying what to type otherwise."""
+    found = split(text)
+    if not found:
+        raise UserError(f"{option} takes one or more names separated by commas, e.g. {option} {example}; got {text!r}")
+    return found
+
+
+def counts(text: str, option: str, example: str, least: int = 1) -> list[int]:
+    """Comma-separated whole numbers (digits 0-9) of at least `least`; a UserError saying what to type otherwise."""
     parts = split(text)
-    if not all(part.isdigit() and int(part) >= 1 for part in parts):
-        raise UserError(f"{option} takes whole numbers of 1 or more separated by commas, e.g. {option} {example}; "
-                        f"got {text!r}")
+    if not all(part.isascii() and part.isdigit() and int(part) >= least for part in parts):
+        raise UserError(f"{option} takes whole numbers of {least} or more separated by commas, e.g. {option} "
+                        f"{example}; got {text!r}")
     return [int(part) for part in parts]
 
 
@@ -333,7 +370,8 @@ def train(
     batch_size: int = typer.Option(32, min=1, help="Global batch (split over processes)."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up, then cosine)."),
     recipe: str = typer.Option("llava", help="llava (align, then fine-tune) or cobra (one stage)."),
-    seed: int = typer.Option(0, help="Seed of the initial weights and the batch order (the data stays the same)."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed of the initial weights and the batch order (the "
+                             "data stays the same)."),
     save_every: int = typer.Option(200, min=1, help="Steps between resumable checkpoints."),
     stop_after: int = typer.Option(None, min=1, help="Stop after this many steps (checkpointed); run again to resume."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when there is one)."),
@@ -382,7 +420,7 @@ def train(
         what = kept(output)
         interrupted(what or f"no checkpoint in {output} yet", "resumes" if what else "starts it again")
     if PartialState().is_main_process:
-        console.print(f"[green]wrote[/green] {result}", highlight=False)
+        wrote(str(result))
 
 
 @app.command()
@@ -390,7 +428,8 @@ def ablate(
     projectors: str = typer.Option(None, help="Comma-separated projectors (default: mlp, ldp, msc, qmamba)."),
     backbones: str = typer.Option(None, help="Comma-separated backbones (default: mamba, mamba2, llama)."),
     preset: str = typer.Option("tiny", help="Scale of the combinations (only 'tiny' today)."),
-    name: str = typer.Option("tiny", help="Ablation name: results/ablation/<name>/, data/ablation/<name>/."),
+    name: str = typer.Option("tiny", help="Ablation name: results/ablation/<name>/, data/ablation/<name>/ (one "
+                             "holding an ablation of another configuration is refused: give another name)."),
     steps: int = typer.Option(1000, min=1, help="Optimizer steps of each training, over all stages."),
     batch_size: int = typer.Option(32, min=1, help="Global batch of each training."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (warm-up, then cosine)."),
@@ -419,21 +458,22 @@ def ablate(
     if preset != "tiny":
         fail("only --preset tiny combinations are defined")
     index, _, count = shard.partition("/")
-    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+    if not (f"{index}{count}".isascii() and index.isdigit() and count.isdigit() and int(index) < int(count)):
         fail(f"--shard takes i/n with 0 <= i < n, e.g. --shard 0/4; got {shard!r}")
     if device is not None:
         check_device(device)
     stored = resolve_dtype(save_dtype) if save_dtype is not None else None
-    if not split(seeds) or not all(s.isdigit() for s in split(seeds)):
-        fail(f"--seeds takes comma-separated whole numbers, e.g. --seeds 0,1,2; got {seeds!r}")
-    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, recipe=recipe, seed=int(split(seeds)[0]),
+    chosen = counts(seeds, "--seeds", "0,1,2", least=0)
+    if not chosen or max(chosen) > MAX_SEED:
+        fail(f"--seeds takes whole numbers from 0 to {MAX_SEED} separated by commas, e.g. --seeds 0,1,2; got {seeds!r}")
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, recipe=recipe, seed=chosen[0],
                          save_every=max(1, steps // 4))
     study = lab.ablation(name, split(projectors) if projectors else lab.PROJECTORS,
-                         split(backbones) if backbones else lab.BACKBONES, config, seeds=[int(s) for s in split(seeds)])
+                         split(backbones) if backbones else lab.BACKBONES, config, seeds=chosen)
     written = lab.run(study, split(phases), device, suite, limit, train_questions, (int(index), int(count)),
                       stored)
     for path in written:
-        console.print(f"[green]wrote[/green] {path}", highlight=False)
+        wrote(str(path))
 
 
 @app.command()
@@ -441,27 +481,39 @@ def compare(run_a: str = typer.Argument(..., help="Run folder A (results/runs/..
             run_b: str = typer.Argument(..., help="Run folder B, over the same samples."),
             disagreements: str = typer.Option("", help="CSV of the samples on which A and B differ "
                                                        "(default: disagreements.csv in folder A)."),
-            as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON.")) -> None:
-    """Paired comparison of two runs: per task the difference A - B, its 95% interval, a p-value and a verdict."""
+            as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON (warnings go to "
+                                                                "stderr).")) -> None:
+    """Paired comparison of two runs: per task the difference A - B in percentage points, its 95% interval and
+    p-value from one paired bootstrap (by image where questions share one), and the verdict they give."""
     from pathlib import Path
 
-    from qbench.compare import NotComparable, compare_runs
+    from qbench.compare import compare_runs
+    from qbench.runs import read_run
 
-    try:
-        found = compare_runs(run_a, run_b, disagreements or Path(run_a) / "disagreements.csv")
-    except NotComparable as error:
-        fail(str(error))
+    found = compare_runs(read_run(run_a), read_run(run_b), disagreements or Path(run_a) / "disagreements.csv")
     if found["provenance_differs"]:
-        console.print(f"[yellow]warning:[/yellow] the runs differ in {', '.join(found['provenance_differs'])}",
-                      highlight=False, soft_wrap=True)
+        warn(f"the runs differ in {', '.join(found['provenance_differs'])}", stderr=as_json)
     if as_json:
-        print(json.dumps(found, indent=2))
+        print(json.dumps(found, indent=2, allow_nan=False))
         return
     for task, row in found["tasks"].items():
         lo, hi = row["ci"]
-        console.print(f"{task} {row['metric']}: A - B = {row['difference']:+.4f} [{lo:+.4f}, {hi:+.4f}], "
-                      f"p = {row['p']:.3g} ({row['test']}, n={row['n']}): {row['verdict']}", highlight=False)
-    console.print(f"disagreements: {disagreements or Path(run_a) / 'disagreements.csv'}", highlight=False)
+        console.print(f"{task} {row['metric']}: A - B = {row['difference']:+.1f} points [{lo:+.1f}, {hi:+.1f}], "
+                      f"{row['p_text']} ({row['test']}, n={row['n']}): {row['verdict']}", highlight=False,
+                      markup=False)
+    console.print(f"disagreements: {disagreements or Path(run_a) / 'disagreements.csv'}", highlight=False,
+                  markup=False)
+
+
+def wrote(what: str) -> None:
+    """`wrote PATH...`: paths printed as they are (a `[x]` in a name is not markup)."""
+    console.print(f"[green]wrote[/green] {escape(what)}", highlight=False, soft_wrap=True)
+
+
+def warn(message: str, stderr: bool = False) -> None:
+    """One `warning: ...` line (on stderr where stdout carries data)."""
+    (errors if stderr else console).print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False,
+                                          soft_wrap=True)
 
 
 @app.command()
@@ -488,8 +540,8 @@ def run(
                                       "textvqa_ocr=before-question (Cobra) or =after-question (LLaVA-1.5), "
                                       "pope_parsing=lenient (LLaVA-1.5, Cobra), llava_prompt=vicuna_v1 "
                                       "(the LLaVA-1.5 paper's system prompt)."),
-    seed: int = typer.Option(0, help="Seed of random weights (--checkpoint random, or a preset without published "
-                             "weights); recorded with the run, which resumes only with the same."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed of random weights (--checkpoint random, or a preset "
+                             "without published weights); recorded with the run, which resumes only with the same."),
     engine: str = typer.Option("answering", help="answering (each image's prefix encoded and prefilled once for all "
                                "its questions) or plain (VLM.generate per batch); the answers are the same."),
 ) -> None:
@@ -501,7 +553,7 @@ def run(
     try:
         summary, folder = run_suite(model, suite, limit, checkpoint, data_dir, output, device, dtype, batch_size,
                                     variant, seed=seed, engine=engine, tasks=split(tasks or ""),
-                                    include_paths=include_path)
+                                    include_paths=include_path, warn=warn)
     except FolderBusy as error:
         fail(f"{error}. Wait for it to finish, or give another --output to run the same again separately")
     except RunInterrupted as stop:
@@ -519,23 +571,46 @@ def interrupted(kept: str, then: str = "resumes") -> None:
     import sys
 
     if os.environ.get("RANK", "0") == "0":  # one line for a torchrun job, not one per process
-        console.print(f"[yellow]interrupted:[/yellow] {kept}; `{shlex.join(['qbench', *sys.argv[1:]])}` {then}",
+        command = shlex.join(["qbench", *sys.argv[1:]])
+        console.print(f"[yellow]interrupted:[/yellow] {escape(kept)}; `{escape(command)}` {then}",
                       highlight=False, soft_wrap=True)
     raise typer.Exit(130)
 
 
+METRIC_LABELS = {"pope_yes_ratio": "pope_yes_ratio(truth)",  # lmms-eval's: the share of yes in the ground truth
+                 "pope_answer_yes_ratio": "yes_ratio(answers)"}  # qbench's: the model's own share of yes answers
+
+
 def print_run(summary: dict, folder) -> None:
-    table = Table(title=f"{summary['model']} on {summary['suite']} (lmms-eval scoring, x100)")
+    """The run's scores in percent with their 95% intervals, and a line saying when the weights were random."""
+    table = Table(title=escape(f"{summary['model']} on {summary['suite']} (lmms-eval scoring, %, 95% intervals)"),
+                  caption=weights_line(summary.get("checkpoint") or {}))
     for column in ("task", "samples", "metrics"):
         table.add_column(column, justify="right" if column == "samples" else "left")
     for task, metrics in summary["metrics"].items():
-        table.add_row(task, str(summary["n_samples"][task]),
-                      "  ".join(f"{name} {100 * value:.1f}" for name, value in metrics.items()))
+        intervals = (summary.get("intervals") or {}).get(task) or {}
+        table.add_row(escape(task), str(summary["n_samples"][task]), "  ".join(
+            f"{METRIC_LABELS.get(name, name)} {100 * value:.1f}{interval_text(intervals.get(name))}"
+            for name, value in metrics.items()))
     console.print(table)
     variants = ", ".join(f"{k}={v}" for k, v in summary["variants"].items()) or "none (lmms-eval's own scoring)"
     rate = f"{summary['samples_per_s']:.2f} samples/s" if summary["samples_per_s"] else "all answers resumed"
-    console.print(f"variants: {variants}; errors: {summary['errors']}; {rate} on {summary['device']}", highlight=False)
-    console.print(f"[green]wrote[/green] {folder}/summary.json and samples.jsonl", highlight=False)
+    console.print(f"variants: {variants}; errors: {summary['errors']}; {rate} on {summary['device']}", highlight=False,
+                  markup=False)
+    wrote(f"{folder}/summary.json and samples.jsonl")
+
+
+def weights_line(checkpoint: dict) -> str | None:
+    """The run table's line for random weights, whose scores are chance."""
+    if checkpoint.get("source") != "random":
+        return None
+    return f"[yellow]random weights, seed {checkpoint.get('seed')}: scores are chance[/yellow]"
+
+
+def interval_text(found: dict | None) -> str:
+    """' [lo, hi]' in percent, or nothing without an interval."""
+    ci = (found or {}).get("ci")
+    return f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
 
 
 data_app = typer.Typer(cls=Commands, help="Datasets: the offline mini-suites.", no_args_is_help=True)
@@ -546,7 +621,7 @@ app.add_typer(data_app, name="data")
 def data_mini(
     output: str = typer.Option("data", help="Writes OUTPUT/mini/{VQAv2,GQA,VizWiz-VQA,textvqa,POPE} in the hub "
                                "layout, which `qbench run --data-dir OUTPUT --suite mini` reads."),
-    seed: int = typer.Option(0, help="The same seed always writes the same datasets."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="The same seed always writes the same datasets."),
     eval_questions: int = typer.Option(None, "--eval", help="Questions per eval split (default 300)."),
     train_questions: int = typer.Option(None, "--train", help="Questions per train split (default 4000)."),
 ) -> None:
@@ -558,7 +633,7 @@ def data_mini(
                             mini.TRAIN_QUESTIONS if train_questions is None else train_questions)
     except ValueError as error:
         fail(str(error))
-    console.print(f"[green]wrote[/green] {folder}: {', '.join(mini.DATASETS)}", highlight=False)
+    wrote(f"{folder}: {', '.join(mini.DATASETS)}")
 
 
 def human(count: int) -> str:

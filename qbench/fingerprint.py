@@ -10,21 +10,27 @@ modification and change times: a file rewritten in any way is hashed again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from qbench.folder import write_atomic
+from qbench.inputs import check_folder
 
 CACHE_ENV = "QBENCH_CACHE"  # qbench's cache root (default ~/.cache/qbench)
 MEMO = "fingerprints.json"
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "qbench")
+    """qbench's cache folder ($QBENCH_CACHE, default ~/.cache/qbench); a UserError when it is a file."""
+    return check_folder(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "qbench", CACHE_ENV,
+                        f"set {CACHE_ENV} to a folder qbench may keep file digests in")
 
 
 def memo_key(path: Path) -> str | None:
@@ -50,23 +56,48 @@ def file_digest(path: Path, memo: dict[str, str] | None = None) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(path: str | Path) -> str:
-    """The sha256 of a file, or of a folder's files (relative names and contents, in sorted order)."""
-    path = Path(path)
+@contextlib.contextmanager
+def remembered() -> Iterator[dict[str, str]]:
+    """The memo of file digests, written back (files since changed or gone forgotten) if digests were added."""
     memo_file = cache_root() / MEMO
     memo = read_memo(memo_file)
     known = len(memo)
-    if path.is_file():
-        found = file_digest(path, memo)
-    else:
+    yield memo
+    if len(memo) != known:
+        current = {key: digest for key, digest in memo.items() if memo_key(Path(key.rpartition("|")[0])) == key}
+        write_atomic(memo_file, json.dumps(current, indent=0) + "\n")
+
+
+def fingerprint(path: str | Path) -> str:
+    """The sha256 of a file, or of a folder's files (relative names and contents, in sorted order)."""
+    path = Path(path)
+    with remembered() as memo:
+        if path.is_file():
+            return file_digest(path, memo)
         digest = hashlib.sha256()
         for file in sorted(p for p in path.rglob("*") if p.is_file() and not hidden(p.relative_to(path))):
             digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest(file, memo)}\n".encode())
-        found = digest.hexdigest()
-    if len(memo) != known:  # new digests: remember them, and forget files since changed or gone
-        current = {key: digest for key, digest in memo.items() if memo_key(Path(key.rpartition("|")[0])) == key}
-        write_atomic(memo_file, json.dumps(current, indent=0) + "\n")
-    return found
+        return digest.hexdigest()
+
+
+def image_digest(image: Any, memo: dict[str, str]) -> str:
+    """The sha256 of an image as a training example holds it: encoded bytes, a file (its bytes), or a PIL image
+    (its mode, size and pixels)."""
+    if isinstance(image, (bytes, bytearray)):
+        return hashlib.sha256(image).hexdigest()
+    if isinstance(image, (str, Path)):
+        return file_digest(Path(image), memo)
+    return hashlib.sha256(f"{image.mode}|{image.size}|".encode() + image.tobytes()).hexdigest()
+
+
+def examples_fingerprint(examples: Sequence[Any]) -> str:
+    """The sha256 of training examples in order: each one's image, question and answer. What a training run trained
+    on, as a run folder's data fingerprint is what a run answered: a resume on other data is refused."""
+    digest = hashlib.sha256()
+    with remembered() as memo:
+        for example in examples:
+            digest.update(f"{image_digest(example.image, memo)}\0{example.question}\0{example.answer}\n".encode())
+    return digest.hexdigest()
 
 
 def hidden(relative: Path) -> bool:

@@ -6,24 +6,67 @@ host, start and command written in the file so that a process refused the lock c
 removes the file when it lets go, so finished folders hold no lock file; a process that locked a file just removed
 (it waited on it while the holder finished) tries again on the path's new file.
 `write_atomic` writes a file whole or not at all: a kill leaves the old file or the new one, never half of one.
+`inside(folder, name)` is the one way a name that a user or a file gave (a run's model name, an ablation's --name)
+becomes a path: one plain name, which stays inside the folder it is meant for.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shlex
 import socket
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+from qbench.inputs import UserError
+
 LOCK_FILE = ".lock"
+NAME_BYTES = 200  # file systems take 255 bytes a name; room for a suffix
 
 
-class FolderBusy(RuntimeError):
+def name_problem(name: str) -> str | None:
+    """What keeps `name` from being one plain file or folder name, in words; None if nothing does."""
+    if not name:
+        return "it is empty"
+    if "/" in name or "\\" in name:
+        return "it holds a path separator"
+    if name.startswith("."):
+        return "it starts with '.' (a hidden name, or a way up)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "it holds a control character"
+    if len(os.fsencode(name)) > NAME_BYTES:
+        return f"it is longer than {NAME_BYTES} bytes"
+    return None
+
+
+def inside(folder: str | Path, name: str, what: str) -> Path:
+    """`folder/name` for a name that a user or a file gave, checked to stay inside `folder`; a UserError naming
+    `what` (the option or file the name came from) otherwise."""
+    folder = Path(folder)
+    problem = name_problem(name)
+    if problem is None and (folder / name).is_symlink():
+        problem = f"{folder / name} is a symbolic link, which may lead out of {folder}"
+    if problem is not None:
+        raise UserError(f"{what} {name!r} cannot name a folder inside {folder}: {problem}; use a plain name such as "
+                        "letters, digits, '-', '_' and '.'")
+    return folder / name
+
+
+class FolderBusy(RuntimeError, UserError):
     """Another process is writing the folder; the message names the folder and the process."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a command that writes results as it goes: `kept` says what was kept, and where."""
+
+    def __init__(self, kept: str):
+        super().__init__(kept)
+        self.kept = kept
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -35,6 +78,15 @@ def write_atomic(path: Path, text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def write_table(folder: Path, stem: str, document: dict, columns: list[str] | None = None) -> None:
+    """A results document as <stem>.json and its rows as <stem>.csv (`columns` in this order, else the rows' own),
+    each written whole or not at all."""
+    import pandas as pd
+
+    write_atomic(folder / f"{stem}.json", json.dumps(document, indent=2) + "\n")
+    write_atomic(folder / f"{stem}.csv", pd.DataFrame(document["rows"], columns=columns).to_csv(index=False))
 
 
 def holder() -> dict[str, object]:
@@ -84,6 +136,18 @@ class FolderLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def hold(folder: Path, otherwise: str) -> Iterator[FolderLock]:
+    """The folder's lock for the time of one command; FolderBusy naming the holder and `otherwise` (what to do
+    instead) if another process has it."""
+    try:
+        lock = FolderLock(folder)
+    except FolderBusy as busy:
+        raise FolderBusy(f"{busy}; wait for it to finish, or {otherwise}") from None
+    with lock:
+        yield lock
 
 
 def still_there(fd: int, path: Path) -> bool:

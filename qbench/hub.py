@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from qbench.inputs import UserError
+from qbench.inputs import UserError, check_folder
 
 HUB_DIR_ENV = "QBENCH_HUB_DIR"  # a local mirror of the hub: $QBENCH_HUB_DIR/<org>/<name>
 
@@ -16,6 +16,8 @@ class WeightsNotFound(FileNotFoundError, UserError):
 
 def mirror_path(repo_id: str) -> Path | None:
     root = os.environ.get(HUB_DIR_ENV)
+    if root:
+        check_folder(root, HUB_DIR_ENV, "point it at a readable folder of hub copies (<org>/<name>), or unset it")
     return Path(root) / repo_id if root else None
 
 

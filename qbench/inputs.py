@@ -101,6 +101,17 @@ def check_device(device: str) -> torch.device:
     return chosen
 
 
+def check_folder(path: str | Path, what: str, remedy: str) -> Path:
+    """A folder qbench reads or writes under (it need not exist yet): a UserError naming `what` (an option or
+    environment variable) and `remedy` when it is a file or cannot be read."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is a file, not a folder: {remedy}")
+    if path.is_dir() and not os.access(path, os.R_OK | os.X_OK):
+        raise UserError(f"{what} {path} cannot be read (permission denied): {remedy}")
+    return path
+
+
 def ensure_writable(folder: str | Path, option: str) -> Path:
     """Create `folder` if needed and write (then remove) a probe file in it, so that a run that could not save its
     results stops before it starts rather than after the work."""

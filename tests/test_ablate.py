@@ -1,6 +1,8 @@
 """`qbench ablate`: the grid of combinations, and the command end to end on one tiny combination."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -70,6 +72,7 @@ def test_seeds_give_mean_spread_interval_and_the_differences_that_survive(tmp_pa
         same_sign = all(d > 0 for d in found["seed_differences"]) or all(d < 0 for d in found["seed_differences"])
         assert found["survives"] == (same_sign and (found["ci_lo"] > 0 or found["ci_hi"] < 0))
     assert "mean over 2 seed(s)" in (tmp_path / "results/ablation/s/mini_gqa.md").read_text()
+    assert "(exact_match, %;" in (tmp_path / "results/ablation/s/mini_gqa.md").read_text()
     assert (tmp_path / "data/ablation/s/tiny-mlp-llama/seed1/eval.json").is_file()
 
 
@@ -77,3 +80,34 @@ def test_seeds_give_mean_spread_interval_and_the_differences_that_survive(tmp_pa
 def test_bad_seeds_fail_clearly(seeds):
     result = CliRunner().invoke(app, ["ablate", "--projectors", "mlp", "--backbones", "llama", "--seeds", seeds])
     assert result.exit_code == 2 and "seeds" in result.output
+
+
+def test_the_readmes_first_ablation_does_not_overwrite_the_shipped_one(tmp_path, monkeypatch):
+    """`qbench ablate --projectors mlp --backbones llama --steps 5 --limit 10` used to replace the shipped 45-training
+    ablation in results/ablation/tiny/ (--name defaults to tiny): it is refused before any work, saying why."""
+    shipped = Path(__file__).parents[1] / "results" / "ablation" / "tiny"
+    copy = tmp_path / "results" / "ablation" / "tiny"
+    shutil.copytree(shipped, copy)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["ablate", "--projectors", "mlp", "--backbones", "llama", "--steps", "5",
+                                      "--limit", "10", "--device", "cpu"])
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert said.startswith("error: results/ablation/tiny holds the results of ablation 'tiny' of another "
+                           "configuration (steps 500 vs 5; batch_size 64 vs 32;")
+    assert "seeds 0,1,2 vs 0" in said and "15 combinations vs 1 (tiny-mlp-llama)" in said
+    assert "give another --name to write this ablation elsewhere" in said
+    assert not (tmp_path / "data").exists()
+    assert all((copy / p.name).read_bytes() == p.read_bytes() for p in shipped.iterdir())
+
+
+def test_tables_are_not_written_for_checkpoints_trained_otherwise(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["ablate", "--projectors", "mlp", "--backbones", "llama", "--name", "t", "--batch-size", "4",
+            "--train-questions", "8", "--device", "cpu", "--recipe", "cobra"]
+    assert CliRunner().invoke(app, [*args, "--steps", "2", "--phases", "train"]).exit_code == 0
+    result = CliRunner().invoke(app, [*args, "--steps", "3", "--phases", "eval", "--limit", "2"])
+    assert result.exit_code == 2
+    assert "data/ablation/t/tiny-mlp-llama/seed0 was trained with another budget than this ablation asks" in \
+        " ".join(result.output.split())
+    assert not (tmp_path / "results").exists()

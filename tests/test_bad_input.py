@@ -149,7 +149,7 @@ def damaged_copy(native: Path, where: Path, file: str, content: bytes | None) ->
     ("model.safetensors", b"garbage", "{folder}/model.safetensors is not a readable safetensors file"),
     ("model.safetensors", None, "{folder} is neither a qbench checkpoint (spec.json + model.safetensors)"),
     ("spec.json", b"{\n", "{folder}/spec.json cannot be read as JSON"),
-    ("spec.json", b'{"name": "x"}', "{folder}/spec.json is not a qbench model spec"),
+    ("spec.json", b'{"name": "x"}', "{folder}/spec.json is not a usable qbench model spec: vision must be an object"),
 ])
 def test_a_damaged_checkpoint_names_its_file(native, tmp_path, file, content, problem):
     folder = damaged_copy(native, tmp_path / "ckpt", file, content)

@@ -148,3 +148,41 @@ def test_questions_read_their_answers_from_the_scene():
         assert count.answer == expected
     assert gqa_query_shape(random.Random(0), scene).answer in {"circle", "square"}
     assert render(scene).getpixel((int(0.5 * CELL), int(0.5 * CELL))) == (220, 40, 40)  # the red circle's centre
+
+
+def generated_digest() -> str:
+    """The sha256 of a small generated output: every dataset's rows (images by their bytes' digest) and the train
+    records, as the generator makes them for seed 0."""
+    import hashlib
+    import json
+
+    def plain(value):
+        if isinstance(value, (bytes, bytearray)):
+            return hashlib.sha256(value).hexdigest()
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in sorted(value.items())}
+        if isinstance(value, list):
+            return [plain(item) for item in value]
+        return value
+
+    made = {name: plain(mini.tables(name, 0, 6, 4)) for name in mini.DATASETS}
+    made["train_records"] = [plain(vars(record)) for record in mini.train_records(seed=0, count=4)]
+    return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()
+
+
+# Each generator version and the digest of its output: a change to the output without a new version fails here.
+OUTPUTS = {"qbench.mini/2": "40c0eece30d87d2daac50e6fb7a4c48d7cc6f78d19b4bd3a048be0be8911d26c"}
+
+
+def test_the_generator_version_changes_whenever_its_output_does():
+    digest = generated_digest()
+    assert OUTPUTS.get(mini.GENERATOR) == digest, (
+        f"the mini generator's output changed (digest {digest}) but its version is still {mini.GENERATOR}: bump "
+        "qbench.suites.mini.GENERATOR and record the new digest here, so that runs on other data are told apart")
+
+
+def test_a_mini_json_that_cannot_be_read_is_named(tmp_path):
+    (tmp_path / "mini").mkdir()
+    (tmp_path / "mini" / mini.MANIFEST).write_text('{"generator": "qbench.mini/1"}')
+    with pytest.raises(mini.UserError, match=f"{tmp_path / 'mini' / 'MINI.json'} does not hold the generator"):
+        mini.ensure(tmp_path)

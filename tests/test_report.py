@@ -127,8 +127,8 @@ def test_broken_and_older_files_are_skipped_with_a_warning_naming_them(results: 
         collected = collect(results)
     messages = sorted(str(w.message) for w in caught)
     assert len(messages) == 3
-    assert "runs/broken__mini__x/summary.json: not readable JSON" in messages[0]
-    assert "runs/ml-mamba-2.7b__mini__2026-01-01T00:00:00/summary.json: schema 'qbench.run/0'" in messages[1]
+    assert "runs/broken__mini__x/summary.json: cannot be read as JSON" in messages[0]
+    assert "runs/ml-mamba-2.7b__mini__2026-01-01T00:00:00/summary.json: has schema 'qbench.run/0'" in messages[1]
     assert "speed/a100_old/speed.json: rows[0] has no 'model'" in messages[2]
     assert "ml-mamba-2.7b" not in set(collected.runs["model"])  # the rest is still read
     assert len(collected.speed) == len(SPEED_ROWS) + 1 + len(scale_rows()) and len(collected.ablation) == 4
@@ -174,15 +174,16 @@ def test_speed_tables_hold_each_configuration_and_the_same_engine_ratio(results:
 def test_the_speed_summary_is_one_readable_row_per_model_and_engine(results: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     build(results, out)
-    summary = table(out, "speed").set_index(["GPU", "model", "engine", "new tokens"])
+    summary = table(out, "speed").set_index(["device", "model", "weights", "engine", "new tokens"])
     assert len(summary) == 6  # H100: cobra and llava, eager and graph; H200: both under graph-nocompile
-    llava = summary.loc[("NVIDIA H200", "llava-1.5-7b", "graph-nocompile", 64)]
+    llava = summary.loc[("NVIDIA H200", "llava-1.5-7b", "random", "graph-nocompile", 64)]
     assert llava["visual tokens"] == "576 → 9,216" and llava["state GiB"] == "0.32 → 5.12"
     assert llava["largest batch"] == "352 @ 576; 24 @ 9,216"
     assert llava["decode tokens/s at largest"] == "9,000 @ 576; 713 @ 9,216"
-    cobra = summary.loc[("NVIDIA H200", "cobra-3b", "graph-nocompile", 64)]
+    cobra = summary.loc[("NVIDIA H200", "cobra-3b", "random", "graph-nocompile", 64)]
     assert cobra["largest batch"] == "≥4,096 @ 729" and pd.isna(cobra["tokens/s at largest"])  # states copied
-    assert summary.loc[("NVIDIA H100 80GB HBM3", "llava-1.5-7b", "eager", 256), "visual tokens"] == "196 → 729"
+    assert summary.loc[("NVIDIA H100 80GB HBM3", "llava-1.5-7b", "random", "eager", 256), "visual tokens"] == \
+        "196 → 729"
     markdown = (out / "tables" / "speed.md").read_text()
     assert len(markdown.splitlines()) == 2 + 6 and "≥4,096 @ 729" in markdown
     assert "[full csv](tables/speed_full.csv)" in (out / "README.md").read_text()
@@ -225,8 +226,8 @@ def test_ablation_table_is_projector_by_backbone(results: Path, tmp_path: Path) 
     out = tmp_path / "report"
     build(results, out)
     ablation = table(out, "ablation").set_index("projector")
-    assert ablation.loc["mlp", "mamba"] == pytest.approx(0.61)
-    assert ablation.loc["qmamba (16 queries)", "llama"] == pytest.approx(0.52)
+    assert ablation.loc["mlp", "mamba"] == pytest.approx(61.0)  # percent, as every table
+    assert ablation.loc["qmamba (16 queries)", "llama"] == pytest.approx(52.0)
     assert ablation.loc["qmamba (16 queries)", "visual tokens"] == 16
 
 
@@ -234,15 +235,16 @@ def test_every_figure_is_a_non_empty_image_and_the_readme_shows_it(results: Path
     out = tmp_path / "report"
     build(results, out)
     readme = (out / "README.md").read_text()
-    for name in ("tokens_per_s", "memory", "long_context", "full_batch", "ttft", "accuracy", "ablation",
-                 "speed_ratio"):
+    h100, h200 = "nvidia-h100-80gb-hbm3", "nvidia-h200"  # one device per speed figure
+    for name in (f"tokens_per_s_{h100}", f"tokens_per_s_{h200}", f"memory_{h100}", f"long_context_{h200}",
+                 f"full_batch_{h200}", f"ttft_{h100}", "accuracy", "ablation_lab", f"speed_ratio_{h100}"):
         with Image.open(out / "figures" / f"{name}.png") as image:
             assert image.width > 200 and image.height > 200
             assert len(np.unique(np.asarray(image.convert("L")))) > 2  # something is drawn, not a blank canvas
         assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
         assert f"](figures/{name}.png)" in readme
     assert "](tables/accuracy.md)" in readme and "speed/h100_2026-11-22/speed.json" in readme
-    assert "`runs/broken__mini__x/summary.json`: not readable JSON" in readme
+    assert "`runs/broken__mini__x/summary.json`: cannot be read as JSON" in readme
 
 
 def test_report_is_reproducible_and_says_what_is_missing(results: Path, tmp_path: Path) -> None:
@@ -260,23 +262,24 @@ def test_report_is_reproducible_and_says_what_is_missing(results: Path, tmp_path
     readme = (first / "README.md").read_text()
     assert "no speed sweep with successful rows under results/speed/" in readme
     assert "no ablation table under results/ablation/" in readme
-    assert not (first / "figures" / "tokens_per_s.png").exists()  # the stale figure is gone
+    assert not (first / "figures" / "tokens_per_s_nvidia-h200.png").exists()  # the stale figure is gone
     assert (first / "figures" / "accuracy.png").exists() and (first / "tables" / "speed_ratio.csv").exists()
 
 
 def test_cli_report_writes_the_report_and_names_skipped_files(results: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    outcome = CliRunner().invoke(app, ["report", "--results", str(results), "--out", str(out)])
+    outcome = CliRunner().invoke(app, ["report", "--results", str(results), "--output", str(out)])
     assert outcome.exit_code == 0, outcome.output
     assert "summary.json" in outcome.output and "skipped" in outcome.output
     assert (out / "README.md").exists()
-    missing = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "nowhere"), "--out", str(out)])
+    missing = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "nowhere"), "--output", str(out)])
     assert missing.exit_code == 2 and "does not exist" in " ".join(missing.output.split())
 
 
 def test_report_from_an_empty_results_folder_shows_the_papers_numbers_and_what_is_missing(tmp_path: Path) -> None:
     (tmp_path / "results").mkdir()
-    outcome = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "r")])
+    outcome = CliRunner().invoke(app, ["report", "--results", str(tmp_path / "results"), "--output",
+                                       str(tmp_path / "r")])
     assert outcome.exit_code == 0, outcome.output
     accuracy = table(tmp_path / "r", "accuracy")
     assert set(accuracy["numbers"]) == {"reported"} and len(accuracy) == 4
@@ -297,9 +300,10 @@ def test_training_table_reads_what_qbench_train_writes(tmp_path: Path) -> None:
     write_json(tmp_path / "results" / "train" / "cpu" / "mlp-llama-oom.json",
                {**record, "finished": False, "error": "CUDA out of memory at step 1"})
     build(tmp_path / "results", tmp_path / "report")
-    rows = table(tmp_path / "report", "training").set_index("status")
+    assert not (tmp_path / "report" / "tables" / "training.csv").exists()  # CPU trainings: in their own table
+    rows = table(tmp_path / "report", "training_cpu").set_index("status")
     assert set(rows.index) == {"finished", "CUDA out of memory at step 1"}
-    assert rows.loc["finished", "gpu"] == "cpu" and rows.loc["finished", "sharding"] == "ddp"
+    assert rows.loc["finished", "device"] == "cpu" and rows.loc["finished", "sharding"] == "ddp"
     assert rows.loc["finished", "processes"] == 1 and rows.loc["finished", "batch"] == 2
     assert rows.loc["finished", "s/step"] == pytest.approx(record["median_step_seconds"])
 
@@ -347,7 +351,121 @@ def test_scores_show_plus_minus_from_intervals_or_samples_and_same_sample_runs_a
     markdown = (out / "tables" / "accuracy.md").read_text()
     assert "75.0 ± 15.0" in markdown and "VQAv2 ±" not in markdown
     compared = table(out, "comparisons")  # q-mamba-3b has no samples.jsonl: not paired
-    assert list(zip(compared["A"], compared["B"])) == [("cobra-3b", "llava-1.5-7b")]
-    assert compared["A - B"].iloc[0] == pytest.approx(0.5) and compared["verdict"].iloc[0] == "A > B"
-    assert compared["test"].iloc[0] == "exact McNemar" and compared["n"].iloc[0] == 40
+    assert list(zip(compared["A"], compared["B"])) == [("cobra-3b (random, seed 0; cpu)",
+                                                        "llava-1.5-7b (random, seed 0; cpu)")]
+    assert compared["A - B"].iloc[0] == pytest.approx(50.0) and compared["verdict"].iloc[0] == "A > B"
+    assert compared["test"].iloc[0] == "paired bootstrap" and compared["n"].iloc[0] == 40
     assert "Paired comparisons" in (out / "README.md").read_text()
+
+
+def latex_problems(tex: str) -> list[str]:
+    """What would stop pdflatex on a booktabs table, checked without LaTeX: characters outside ASCII (no glyph
+    without extra packages), special characters not escaped, unbalanced braces or math, rows whose number of cells
+    differs from the column format's."""
+    import re
+
+    problems = [f"non-ASCII {c!r}" for c in sorted(set(tex)) if not c.isascii()]
+    body = re.sub(r"\\label\{[^}]*\}", "", tex)
+    for special in "%#_&$^~":
+        if special == "&":
+            continue
+        unescaped = re.findall(rf"(?<!\\){re.escape(special)}", body)
+        if special == "$" and len(unescaped) % 2 == 0:
+            continue
+        if unescaped:
+            problems.append(f"unescaped {special!r}")
+    if body.count("{") - body.count("\\{") != body.count("}") - body.count("\\}"):
+        problems.append("unbalanced braces")
+    columns = len(re.search(r"\\begin\{tabular\}\{([lrc]+)\}", tex).group(1))
+    for line in tex.splitlines():
+        if line.rstrip().endswith("\\\\"):
+            cells = len(re.findall(r"(?<!\\)&", line)) + 1
+            if cells != columns:
+                problems.append(f"{cells} cells in a {columns}-column row: {line[:60]}")
+    return problems
+
+
+def test_every_latex_table_escapes_what_latex_would_stop_on(results: Path, tmp_path: Path) -> None:
+    """tables/accuracy.tex had an unescaped % in its caption. pdflatex is not installed here: the check is LaTeX-free
+    (and runs pdflatex too where there is one)."""
+    import shutil
+    import subprocess
+
+    out = tmp_path / "report"
+    build(results, out)
+    tables = sorted((out / "tables").glob("*.tex"))
+    assert {t.stem for t in tables} >= {"accuracy", "speed", "speed_ratio", "ablation"}
+    assert "Accuracy (\\%)" in (out / "tables" / "accuracy.tex").read_text()
+    for tex in tables:
+        assert latex_problems(tex.read_text()) == [], tex.name
+    assert latex_problems("\\begin{tabular}{ll}\na & 50% \\\\\n\\end{tabular}") == ["unescaped '%'"]
+    if shutil.which("pdflatex"):
+        for tex in tables:
+            document = tmp_path / f"{tex.stem}-doc.tex"
+            document.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}"
+                                + tex.read_text() + "\\end{document}\n")
+            done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name],
+                                  cwd=tmp_path, capture_output=True, text=True)
+            assert done.returncode == 0, done.stdout[-2000:]
+
+
+def test_cpu_and_gpu_timings_never_share_a_table_or_a_figure(results: Path, tmp_path: Path) -> None:
+    """A CPU tiny speed sweep among the GPU ones used to land in the H100/H200 tables and figures (the speed-ratio
+    table gained a "cpu" row; tokens_per_s.png was titled "NVIDIA H100 80GB HBM3, cpu")."""
+    rows = [{**speed_row(model, "eager", 16, 1, rate, 0.1), "device": "cpu"}
+            for model, rate in (("tiny-cobra", 41.0), ("tiny-llava", 25.0))]
+    write_json(results / "speed" / "cpu_2026-12-06" / "speed.json", {
+        "schema": "qbench.speed/1", "commands": ["qbench speed"], "created": "2026-12-06T08:00:00",
+        "environment": {"gpu": None, "device": "cpu", "torch": "2.11"}, "rows": rows})
+    out = tmp_path / "report"
+    build(results, out)
+    for name in ("speed", "speed_ratio"):
+        assert "cpu" not in set(table(out, name)["device"].astype(str))
+        assert set(table(out, f"{name}_cpu")["device"]) == {"cpu"}
+    assert "reported" not in set(table(out, "speed_ratio_cpu")["numbers"])  # the papers' GPU numbers stay apart
+    assert (out / "figures" / "tokens_per_s_cpu.png").is_file()
+    only = tmp_path / "only-h100"
+    outcome = CliRunner().invoke(app, ["report", "--results", str(results), "--device", "H100", "--output", str(only)])
+    assert outcome.exit_code == 0, outcome.output
+    assert set(table(only, "speed")["device"]) == {"NVIDIA H100 80GB HBM3"}
+    assert not (only / "tables" / "speed_cpu.csv").exists()
+
+
+def test_the_report_writes_where_it_is_told_and_never_over_a_report_of_other_inputs(results: Path,
+                                                                                    tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    assert CliRunner().invoke(app, ["report", "--results", str(results), "--output", str(out)]).exit_code == 0
+    assert json.loads((out / "report.json").read_text())["request"]["results"] == str(results)
+    other = CliRunner().invoke(app, ["report", "--results", str(results), "--device", "H200", "--output", str(out)])
+    assert other.exit_code == 2 and "holds a report of other inputs (device None vs 'H200')" in \
+        " ".join(other.output.split())
+    again = CliRunner().invoke(app, ["report", "--results", str(results), "--output", str(out)])
+    assert again.exit_code == 0  # the same inputs regenerate it
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep")
+    stranger = CliRunner().invoke(app, ["report", "--results", str(results), "--output", str(tmp_path / "notes")])
+    assert stranger.exit_code == 2 and "holds files that no qbench report made (e.g. mine.txt)" in stranger.output
+    runs = CliRunner().invoke(app, ["report", "--results", str(results), "--runs", str(results / "runs" / "nowhere"),
+                                    "--output", str(tmp_path / "r2")])
+    assert runs.exit_code == 2 and "--runs" in runs.output and "no summary.json there" in runs.output
+
+
+def test_tracked_reads_only_what_git_tracks_and_runs_can_be_given(results: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(results), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", "runs/cobra-3b__mini__2026-11-21T10:00:00")  # one run is the project's own
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one run")
+    out = tmp_path / "tracked"
+    made = CliRunner().invoke(app, ["report", "--results", str(results), "--tracked", "--output", str(out)])
+    assert made.exit_code == 0, made.output
+    assert set(table(out, "accuracy").query("numbers != 'reported'")["model"]) == {"cobra-3b"}
+    given = tmp_path / "given"
+    outcome = CliRunner().invoke(app, ["report", "--results", str(results), "--runs",
+                                       str(results / "runs" / "llava-1.5-7b__vqa__2026-11-21T12:00:00"), "--output",
+                                       str(given)])
+    assert outcome.exit_code == 0, outcome.output
+    assert set(table(given, "accuracy").query("numbers != 'reported'")["model"]) == {"llava-1.5-7b"}

@@ -31,7 +31,7 @@ from qbench.vlm import VLM
 
 MINI_TASKS = ["mini_vqav2", "mini_gqa", "mini_vizwiz", "mini_textvqa", "mini_pope_adv", "mini_pope_pop",
               "mini_pope_random"]
-ROW_KEYS = ["task", "doc_id", "question_id", "prompt", "answer", "target", "error", "metric", "score"]
+ROW_KEYS = ["task", "doc_id", "question_id", "prompt", "answer", "target", "image", "error", "metric", "score"]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_run_mini_writes_the_summary_and_one_scored_row_per_sample(data, tmp_pat
                         "--output", str(tmp_path))
     assert result.exit_code == 0, result.output
     folder = only_run(tmp_path)
-    assert folder.name.startswith("tiny-cobra__mini__")
+    assert folder.name.startswith("tiny-cobra-random-seed0__mini__")  # random weights, and it says so
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["schema"] == "qbench.run/1"
     assert {"model", "suite", "spec", "checkpoint", "metrics", "variants", "n_samples", "errors", "samples_per_s",
@@ -132,8 +132,35 @@ def test_run_mini_writes_the_summary_and_one_scored_row_per_sample(data, tmp_pat
     assert not list(tmp_path.glob(".lock"))
     table = pd.read_json(folder / "samples.jsonl", lines=True, dtype={"question_id": str})  # as docs/results.md loads it
     assert table["target"].map(type).eq(list).all() and table["question_id"].map(type).eq(str).all()
+    # the image each question asks about: the dataset's own id, or (VizWiz has none) a digest of its pixels
+    images = {r["task"]: r["image"] for r in rows}
+    assert images["mini_vqav2"].startswith("image_id:") and images["mini_gqa"].startswith("imageId:")
+    assert images["mini_pope_adv"].startswith("image_source:") and images["mini_vizwiz"].startswith("pixels:")
+    # POPE: the model's own share of yes answers beside lmms-eval's (the ground truth's)
+    answers = [r["answer"].lower().strip() == "yes" for r in rows if r["task"] == "mini_pope_adv"]
+    assert summary["metrics"]["mini_pope_adv"]["pope_answer_yes_ratio"] == sum(answers) / len(answers)
+    assert summary["intervals"]["mini_pope_adv"]["pope_answer_yes_ratio"]["n"] == 2
+    # the table in percent with its intervals, and a line saying the weights are random
+    said = " ".join(result.output.split())
+    assert "(lmms-eval scoring, %, 95% intervals)" in said and "random weights, seed 0: scores are chance" in said
+    lo, hi = summary["intervals"]["mini_gqa"]["exact_match"]["ci"]
+    assert f"exact_match {100 * summary['metrics']['mini_gqa']['exact_match']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]" \
+        in said
     assert table.groupby("task", sort=False)["metric"].unique().map(list).to_dict() == {
         task: ["pope_accuracy" if "pope" in task else "exact_match"] for task in MINI_TASKS}
+
+
+def test_a_full_size_preset_without_published_weights_is_named_before_it_runs(tmp_path, monkeypatch):
+    from qbench.tokenizers import builtin_tokenizer
+
+    monkeypatch.setenv("QBENCH_HUB_DIR", str(tmp_path / "hub"))  # q-mamba's tokenizer, made here
+    builtin_tokenizer("qbench-tiny-neox").save_pretrained(tmp_path / "hub" / get_preset("q-mamba").tokenizer)
+    monkeypatch.setattr(runner, "prepare", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))  # stop there
+    result = qbench_run("--model", "q-mamba", "--suite", "mini", "--output", str(tmp_path / "runs"))
+    said = " ".join(result.output.split())
+    assert said.startswith("warning: q-mamba-3b runs on random weights (seed 0) since it has no published weights: "
+                           "its answers are chance") and "interrupted: before a run folder was chosen" in said
+    assert result.exit_code == 130 and not list((tmp_path / "runs").iterdir())
 
 
 def test_evaluate_scores_a_model_in_memory_and_leaves_its_training_state_alone(data, tmp_path):
@@ -312,7 +339,8 @@ def test_a_run_records_the_fingerprint_of_each_tasks_data(data, tmp_path):
     summary, folder = runner.run("tiny-cobra", "mini", limit=1, data_dir=data, output=tmp_path, device="cpu")
     vqav2 = data / "mini" / "VQAv2"
     assert summary["data"]["mini_vqav2"] == {"source": "local", "hub_id": "mini/VQAv2", "revision": None,
-                                             "path": str(vqav2.resolve()), "fingerprint": fingerprint(vqav2)}
+                                             "path": str(vqav2.resolve()), "fingerprint": fingerprint(vqav2),
+                                             "generator": mini.GENERATOR}
     assert set(summary["data"]) == set(MINI_TASKS) and summary["checkpoint"]["seed"] == runner.SEED
     identity = json.loads((folder / "run.json").read_text())
     assert identity["data"] == summary["data"] and identity["checkpoint"] == summary["checkpoint"]
@@ -393,19 +421,32 @@ def test_a_resume_on_changed_data_is_refused_saying_what_changed(data, tmp_path,
     assert not (folder / "summary.json").exists() and len((folder / "progress-rank0.jsonl").read_text().split()) > 0
 
 
-def test_random_weights_are_seeded_and_a_resume_with_other_weights_is_refused(data, tmp_path, monkeypatch):
+def test_random_weights_are_seeded_and_each_seed_runs_in_its_own_folder(data, tmp_path, monkeypatch):
     digests, execute = [], runner.execute
     monkeypatch.setattr(runner, "execute", lambda vlm, *args: digests.append(weights_digest(vlm)) or execute(vlm, *args))
     folder = interrupted_run(monkeypatch, data, tmp_path)
+    assert folder.name.startswith("tiny-cobra-random-seed0__mini__")
     torch.manual_seed(123)  # the caller's random state does not choose the weights: the seed does
-    refused = qbench_run(*RUN, "--data-dir", str(data), "--output", str(tmp_path), "--seed", "1")
-    assert refused.exit_code == 2 and says(refused, "the weights (then {'source': 'random', 'sha256': None, 'seed': 0}, "
-                                               "now {'source': 'random', 'sha256': None, 'seed': 1})")
+    other = qbench_run(*RUN, "--data-dir", str(data), "--output", str(tmp_path), "--seed", "1")
+    assert other.exit_code == 0, other.output  # other random weights: another run, never the seed-0 run resumed
+    assert sorted(p.name.split("__")[0] for p in tmp_path.iterdir() if p.is_dir()) == [
+        "tiny-cobra-random-seed0", "tiny-cobra-random-seed1"]
     resumed = qbench_run(*RUN, "--data-dir", str(data), "--output", str(tmp_path))
     assert resumed.exit_code == 0, resumed.output
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["checkpoint"] == {"source": "random", "sha256": None, "seed": 0} and summary["resumed_samples"] == 2
     assert digests[0] == digests[2] != digests[1]
+
+
+def test_a_resume_with_changed_weights_at_the_same_path_is_refused(data, weights, tmp_path, monkeypatch):
+    changed = tmp_path / "weights"
+    shutil.copytree(weights, changed)
+    folder = interrupted_run(monkeypatch, data, tmp_path / "runs", "--checkpoint", str(changed))
+    save_native(qbench.load_model("tiny-cobra", seed=5), changed)  # other weights under the same path
+    refused = qbench_run(*RUN, "--data-dir", str(data), "--output", str(tmp_path / "runs"), "--checkpoint",
+                         str(changed))
+    assert refused.exit_code == 2 and says(refused, f"{folder} holds an unfinished run") and says(refused,
+                                                                                                 "the weights (then")
 
 
 def test_the_answering_engine_and_plain_generate_write_the_same_answers(data, weights, tmp_path):

@@ -59,11 +59,18 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
 
 
 def checkpoint(out: Path, name: str, step: int, sealed: bool = True) -> None:
-    """A checkpoint folder as a save leaves it: sealed once complete, or cut short."""
+    """A checkpoint folder as a save leaves it (weights and trainer state): sealed once complete, or cut short."""
+    from safetensors.torch import save_file
+
     (out / name).mkdir(parents=True)
-    (out / name / loop.TRAINER_FILE).write_text(str(step))
+    save_file({"w": torch.zeros(4)}, out / name / "model.safetensors")
+    torch.save({"step": step}, out / name / loop.TRAINER_FILE)
     if sealed:
         loop.seal(out / name, step)
+
+
+def step_of(folder: Path) -> int:
+    return torch.load(folder / loop.TRAINER_FILE)["step"]
 
 
 # What a kill can leave, save by save (resume.new/ written and sealed, resume/ -> resume.old/, resume.new/ -> resume/,
@@ -89,7 +96,7 @@ def test_every_state_a_kill_leaves_recovers_the_newest_complete_checkpoint(tmp_p
     assert left == ([] if expected is None else ["resume"])
     if expected is not None:
         assert loop.sealed_step(tmp_path / "resume") == expected
-        assert (tmp_path / "resume" / loop.TRAINER_FILE).read_text() == str(expected)
+        assert step_of(tmp_path / "resume") == expected
     recovered = [line for line in said if "recovered" in line]
     assert bool(recovered) == (expected is not None and ("resume", expected, True) not in folders)
     assert any("unfinished" in line for line in said) == any(not sealed for _, _, sealed in folders)

@@ -28,7 +28,7 @@ def test_one_row_per_model_and_stream_with_identical_answers(workload):
     assert result.exit_code == 0, result.output
     document = json.loads((out / "workload.json").read_text())
     assert document["schema"] == "qbench.workload/1"
-    assert document["command"].startswith("qbench workload --model tiny-cobra,tiny-llava")
+    assert document["commands"][0].startswith("qbench workload --model tiny-cobra,tiny-llava")
     assert document["environment"]["device"] == "cpu" and document["environment"]["torch"]
     rows = document["rows"]
     assert [(r["model"], r["stream"]) for r in rows] == [(m, s) for m in ("tiny-cobra", "tiny-llava")
@@ -61,7 +61,7 @@ def test_the_work_of_each_stage_is_counted_and_its_flops_rate_given(tmp_path):
     assert result.exit_code == 0, result.output
     document = json.loads((tmp_path / "workload.json").read_text())
     row, = document["rows"]
-    assert "--answer-tokens 5" in document["command"] and row["mean_new_tokens"] == 5
+    assert "--answer-tokens 5" in document["commands"][0] and row["mean_new_tokens"] == 5
     assert row["engine_images"] == row["images"] and row["engine_prefix_tokens"] % row["images"] == 0
     assert row["engine_question_tokens"] == row["mean_question_tokens"] * row["questions"]
     assert row["questions"] <= row["engine_answer_tokens"] <= 5 * row["questions"]

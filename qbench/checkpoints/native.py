@@ -7,9 +7,21 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from qbench.checkpoints.base import CheckpointMismatch, load_state, open_safetensors, shared_keys
+from qbench.checkpoints.base import (
+    DAMAGED,
+    CheckpointMismatch,
+    describe,
+    load_state,
+    open_safetensors,
+    shared_keys,
+)
 from qbench.inputs import read_json, unreadable
-from qbench.spec import VLMSpec
+from qbench.backbones import BACKBONES
+from qbench.projectors import PROJECTORS
+from qbench.prompts import PROMPTS
+from qbench.registry import UnknownName
+from qbench.spec import SpecError, VLMSpec
+from qbench.vision import TOWERS
 from qbench.vlm import VLM, build_vlm
 
 SPEC_FILE = "spec.json"
@@ -42,12 +54,32 @@ NOT_NATIVE = (f"a qbench checkpoint folder holds the {SPEC_FILE} and {WEIGHTS_FI
 
 
 def read_spec(directory: str | Path) -> VLMSpec:
+    """A checkpoint folder's spec, checked before anything is built: field types and sizes (VLMSpec.from_dict) and
+    that its tower, projector, LLM and prompt are kinds qbench knows."""
     path = Path(directory) / SPEC_FILE
     document = read_json(path, NOT_NATIVE)
     try:
-        return VLMSpec.from_dict(document)
+        spec = VLMSpec.from_dict(document)
+        TOWERS[spec.vision.kind], PROJECTORS[spec.projector.kind], BACKBONES[spec.backbone.kind]
+        PROMPTS[spec.prompt]
+    except (SpecError, UnknownName) as error:
+        raise unreadable(path, f"is not a usable qbench model spec: {error}",
+                         "correct it, or write the checkpoint again (qbench train)") from None
     except (TypeError, KeyError, AttributeError) as error:
         raise unreadable(path, f"is not a qbench model spec ({type(error).__name__}: {error})", NOT_NATIVE) from None
+    return spec
+
+
+FLOAT_TYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names of the dtypes a VLM's weights have
+
+
+def check_float(path: Path, dtypes: dict[str, str]) -> None:
+    """Every weight a VLM has is floating point: a tensor stored as anything else (e.g. F16 bytes relabelled I16)
+    would be cast silently into nonsense, so it is refused."""
+    odd = sorted(f"{key} ({dtype})" for key, dtype in dtypes.items() if dtype not in FLOAT_TYPES)
+    if odd:
+        raise CheckpointMismatch(f"{path} stores {describe(odd)} as non-floating-point tensors, which no qbench "
+                                 f"model has: the file is damaged or was altered; {DAMAGED}")
 
 
 def load_native(spec: VLMSpec | None, location: str, device: str | torch.device = "cpu",
@@ -64,5 +96,6 @@ def load_native(spec: VLMSpec | None, location: str, device: str | torch.device 
                                      f"{spec.name!r}; load it as `--model {directory}`")
     with open_safetensors(directory / WEIGHTS_FILE) as weights:  # opened first: a damaged file fails fast
         shapes = {key: tuple(weights.get_slice(key).get_shape()) for key in weights.keys()}
+        check_float(directory / WEIGHTS_FILE, {key: weights.get_slice(key).get_dtype() for key in weights.keys()})
         vlm = build_vlm(saved, device=device, dtype=dtype, init=False)
         return load_state(vlm, shapes, weights.get_tensor, source=str(directory))

@@ -1,15 +1,23 @@
-"""`qbench report`: tables (Markdown, LaTeX, CSV), figures (PNG, PDF) and a README from the files under results/."""
+"""`qbench report`: tables (Markdown, LaTeX, CSV), figures (PNG, PDF) and a README from the result files asked for.
+
+A report writes where it is told and records what it read in report.json (its Request, and the files it made). It
+refuses an --output holding a report of other inputs, or files it did not make, rather than mixing or replacing them;
+rerun with the same inputs, it replaces its own files (those of a vanished result too).
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from qbench.report.collect import KINDS, Results, SkippedResult, collect
-from qbench.report.figures import FIGURES, NoData, draw, save
+from qbench.folder import write_atomic
+from qbench.inputs import UserError, ensure_writable, read_json
+from qbench.report.collect import KINDS, Request, Results, SkippedResult, collect
+from qbench.report.figures import FIGURES, NoData, draw, figures_of, save
 from qbench.report.readme import Artefact, write_readme
-from qbench.report.tables import TABLES
+from qbench.report.tables import TABLES, tables_of
 
-__all__ = ["Artefact", "Results", "SkippedResult", "build_report", "collect"]
+__all__ = ["Artefact", "Request", "Results", "SkippedResult", "build_report", "collect"]
 
 TABLE_NEEDS = {"accuracy": "runs", "speed": "speed", "speed_ratio": "speed", "comparisons": "runs",
                "ablation": "ablation", "ablation_differences": "ablation_differences", "training": "training"}
@@ -18,13 +26,14 @@ TABLE_MISSING = {"comparisons": "no two runs over the same samples yet: it needs
                  "ablation_differences": "no surviving difference yet: an ablation with differences (`qbench ablate`) "
                                           "lists the pairs it tested in its differences.csv"}
 TABLE_EXTENSIONS, FIGURE_EXTENSIONS = ("md", "tex", "csv"), ("png", "pdf")
+MANIFEST = "report.json"
+SCHEMA = "qbench.report/1"
 
 
 def table_artefacts(results: Results, folder: Path) -> list[Artefact]:
     artefacts = []
-    for name, build in TABLES.items():
-        table = build(results)
-        artefact = Artefact("table", name, table.title, table.description, sources=table.sources)
+    for name, table in tables_of(results):
+        artefact = Artefact("table", table.name, table.title, table.description, sources=table.sources)
         if table.frame.empty:
             artefact.missing = TABLE_MISSING.get(name) or \
                 f"no rows yet: it needs files matching `{KINDS[TABLE_NEEDS[name]].pattern}`"
@@ -36,10 +45,10 @@ def table_artefacts(results: Results, folder: Path) -> list[Artefact]:
 
 def figure_artefacts(results: Results, folder: Path) -> list[Artefact]:
     artefacts = []
-    for name, spec in FIGURES.items():
-        artefact = Artefact("figure", name, spec.title, spec.description)
+    for name, title, spec, drawer in figures_of(results):
+        artefact = Artefact("figure", name, title, spec.description)
         try:
-            fig, artefact.sources = draw(name, results)
+            fig, artefact.sources = draw(drawer)
         except NoData as missing:
             artefact.missing = str(missing)
         else:
@@ -48,23 +57,50 @@ def figure_artefacts(results: Results, folder: Path) -> list[Artefact]:
     return artefacts
 
 
-def remove_stale(out: Path) -> None:
-    """Delete the report's own earlier outputs (only names it writes), so a vanished result leaves nothing behind."""
-    for folder, names, extensions in ((out / "tables", TABLES, TABLE_EXTENSIONS),
-                                      (out / "figures", FIGURES, FIGURE_EXTENSIONS)):
-        for name in names:
-            for ext in extensions:
-                (folder / f"{name}.{ext}").unlink(missing_ok=True)
-    for name in TABLES:
-        (out / "tables" / f"{name}_full.csv").unlink(missing_ok=True)
+def own_files(out: Path) -> list[Path]:
+    """The files an earlier report in `out` made: those its report.json lists, or for a report from before
+    report.json the names such a report wrote."""
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        return [out / name for name in read_json(manifest, f"delete {out} or give another --output").get("files", [])]
+    return [out / "README.md"] + [folder / f"{name}{suffix}.{ext}" for folder, names, extensions, suffixes in (
+        (out / "tables", TABLES, TABLE_EXTENSIONS, ("", "_full")), (out / "figures", FIGURES, FIGURE_EXTENSIONS, ("",)))
+        for name in names for ext in extensions for suffix in suffixes]
 
 
-def build_report(results: str | Path = "results", out: str | Path = "results/report") -> list[Artefact]:
-    """Read every result under `results` and write the report to `out`; returns what was made and what was not."""
-    collected = collect(results)
+def check_out(out: Path, request: Request) -> None:
+    """Refuse an --output holding a report of other inputs, or files no report made (naming it and what differs)."""
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        earlier = read_json(manifest, f"delete {out} or give another --output").get("request") or {}
+        differs = [f"{key} {earlier.get(key)!r} vs {value!r}" for key, value in request.to_dict().items()
+                   if earlier.get(key) != value]
+        if differs:
+            raise UserError(f"{out} holds a report of other inputs ({'; '.join(differs)}); it is not replaced: give "
+                            "another --output, or the same inputs to regenerate it")
+        return
+    readme = out / "README.md"
+    earlier_report = readme.is_file() and readme.read_text(errors="replace").startswith("# qbench report")
+    strangers = [path for path in out.iterdir() if not earlier_report] if out.is_dir() else []
+    if strangers:
+        raise UserError(f"{out} holds files that no qbench report made (e.g. {strangers[0].name}): give another "
+                        "--output")
+
+
+def build_report(request: Request | str | Path = "results", out: str | Path = "report") -> list[Artefact]:
+    """Read the asked results (a Request, or a results folder) and write the report to `out`; returns what was made
+    and what was not."""
+    request = request if isinstance(request, Request) else Request(str(request))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale(out)
+    collected = collect(request)
+    check_out(out, request)
+    ensure_writable(out, "--output")
+    for path in own_files(out):
+        path.unlink(missing_ok=True)  # a vanished result leaves nothing behind
     artefacts = table_artefacts(collected, out / "tables") + figure_artefacts(collected, out / "figures")
-    write_readme(collected, artefacts, out)
+    readme = write_readme(collected, artefacts, out)
+    made = [readme, *(path for artefact in artefacts for path in artefact.files)]
+    write_atomic(out / MANIFEST, json.dumps({"schema": SCHEMA, "request": request.to_dict(),
+                                             "files": [path.relative_to(out).as_posix() for path in made]},
+                                            indent=1) + "\n")
     return artefacts

@@ -1,17 +1,24 @@
-"""Read every result file under results/ (run summaries, speed sweeps, ablation tables, training runs) into data
-frames.
+"""Read the result files a report is asked for (run summaries, speed sweeps, ablation tables, training runs) into
+data frames.
 
-Each run's scores carry the 95% interval its summary records; a summary from before intervals gets it computed from
-its samples.jsonl (qbench.stats), or none when that is absent.
+What is read is a `Request`: a results folder (its runs/, speed/, ablation/ and train/), or for runs and speed
+sweeps the folders given instead, only the files git tracks where asked (the project's published record: `make
+report`), only the measurements of one device where asked. Run folders are read and checked by qbench.runs.
 
-A file that cannot be read, carries another schema version or lacks a field is skipped with a
-`SkippedResult` warning naming it; the rest of the report is still built.
+Every measurement carries what it measured: a run's row its model, its weights (a checkpoint's digest, or random
+weights and their seed) and its device, so that rows differing in any of these never replace each other. Each run's
+scores carry the 95% interval its summary records; a summary from before intervals gets it computed from its
+samples.jsonl (qbench.stats), or none when that is absent.
+
+A file that cannot be read, carries another schema version, lacks a field or holds a number that is not finite is
+skipped with a `SkippedResult` warning naming it; the rest of the report is still built.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +27,9 @@ from typing import Any
 
 import pandas as pd
 
+from qbench.inputs import UserError
 from qbench.presets import ALIASES
+from qbench.runs import SAMPLES, BadRun, Run, read_run, short
 
 
 class SkippedResult(UserWarning):
@@ -44,15 +53,105 @@ class ResultKind:
     rows: Callable[[dict[str, Any], str], list[Row]]
 
 
+@dataclass(frozen=True)
+class Request:
+    """What a report reads: a results folder, or instead of its runs/ and speed/ the folders given (each a run or
+    speed folder, or a folder of them); only files git tracks (`tracked`); only measurements of one `device` (cpu,
+    cuda for any GPU, or part of a GPU's name). report.json records it beside the report it made."""
+
+    results: str = "results"
+    runs: tuple[str, ...] = ()
+    speed: tuple[str, ...] = ()
+    device: str | None = None
+    tracked: bool = False
+
+    @property
+    def root(self) -> Path:
+        return Path(self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"results": self.results, "runs": list(self.runs), "speed": list(self.speed), "device": self.device,
+                "tracked": self.tracked}
+
+    def files(self, kind: ResultKind) -> list[Path]:
+        """The files of one kind to read: under the given folders, else matching the kind's pattern under the
+        results folder; only tracked ones where asked."""
+        given = {"runs": self.runs, "speed": self.speed}.get(kind.name.split("_")[0], ())
+        name = kind.pattern.rsplit("/", 1)[-1]
+        found = sorted(self.root.glob(kind.pattern)) if not given else [
+            path for folder in given for path in in_folder(Path(folder), name, f"--{kind.name}")]
+        if self.tracked:
+            tracked = tracked_files(self.root)
+            found = [path for path in found if path.resolve() in tracked]
+        return found
+
+
+def in_folder(folder: Path, name: str, option: str) -> list[Path]:
+    """`folder/name`, or `name` in each folder inside `folder`; a UserError naming the option if there is none."""
+    if (folder / name).is_file():
+        return [folder / name]
+    found = sorted(folder.glob(f"*/{name}"))
+    if not found:
+        raise UserError(f"{option} {folder}: no {name} there nor in the folders inside it; give a folder that "
+                        "qbench wrote, or folders of them")
+    return found
+
+
+def tracked_files(root: Path) -> set[Path]:
+    """The files under `root` that git tracks (resolved paths); a UserError outside a git checkout."""
+    import subprocess
+
+    try:
+        listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        raise UserError(f"--tracked: {root} is not inside a git checkout, so no file there is tracked") from None
+    return {(root / os.fsdecode(name)).resolve() for name in listed.split(b"\0") if name}
+
+
+def device_matches(device: str, wanted: str | None) -> bool:
+    """Whether a measurement's device ('cpu' or a GPU's name) is the one asked: cpu, cuda or gpu (any GPU), or
+    part of a GPU's name (case aside)."""
+    if wanted is None:
+        return True
+    wanted = wanted.lower()
+    if wanted == "cpu" or device == "cpu":
+        return wanted == device.lower()
+    return wanted in ("cuda", "gpu") or wanted in device.lower()
+
+
+def device_of(summary: dict[str, Any]) -> str:
+    """A run's device as the report shows it: 'cpu', or the GPU's name ('cuda:0 (NVIDIA H100 ...)' -> its name)."""
+    device = str(summary.get("device") or "unknown")
+    return device.partition("(")[2].rstrip(")") or device if device.startswith("cuda") else device
+
+
+def weights_of(checkpoint: Any) -> str:
+    """What a run answered with, in a few words: 'random, seed 0', or a checkpoint's name and digest."""
+    checkpoint = checkpoint if isinstance(checkpoint, dict) else {}
+    source, digest = str(checkpoint.get("source") or "unknown"), checkpoint.get("sha256")
+    if source == "random":
+        return f"random, seed {checkpoint.get('seed') if checkpoint.get('seed') is not None else 0}"
+    name = Path(source.partition(":")[2] or source).name if source != "in-memory" else source
+    return f"{name} {digest[:8]}" if digest else name
+
+
 @dataclass
 class Results:
     root: Path
     frames: dict[str, pd.DataFrame]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file relative to root, reason)
+    read: dict[str, Run] = field(default_factory=dict)  # source of a run's summary -> the run, read and checked
+    request: Request = field(default_factory=Request)
 
     @property
     def runs(self) -> pd.DataFrame:
         return self.frames["runs"]
+
+    def on(self, keep: Callable[[str], bool]) -> Results:
+        """These results with only the measurements (runs, speed rows, trainings) whose device `keep` accepts."""
+        frames = {kind: frame[frame[DEVICE_COLUMNS[kind]].astype(str).map(keep).astype(bool)]
+                  if kind in DEVICE_COLUMNS else frame for kind, frame in self.frames.items()}
+        return Results(self.root, frames, self.skipped, self.read, self.request)
 
     @property
     def speed(self) -> pd.DataFrame:
@@ -78,17 +177,23 @@ def canonical_model(name: str) -> str:
 
 
 def number(value: Any, what: str) -> float:
-    """A float from a JSON number or null (NaN); anything else is a BadResult."""
+    """A finite float from a JSON number or null (NaN); anything else (inf, a number too large) is a BadResult."""
     if value is None:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadResult(f"{what} is {value!r}, not a number")
-    return float(value)
+        raise BadResult(f"{what} is {short(value)}, not a number")
+    try:
+        found = float(value)
+    except OverflowError:
+        raise BadResult(f"{what} is too large to be a number ({len(str(value))} digits)") from None
+    if not math.isfinite(found):
+        raise BadResult(f"{what} is {value!r}, not a finite number")
+    return found
 
 
 def text(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value:
-        raise BadResult(f"{what} is {value!r}, not a name")
+        raise BadResult(f"{what} is {short(value)}, not a name")
     return value
 
 
@@ -99,11 +204,9 @@ def field_of(row: dict[str, Any], key: str, where: str) -> Any:
 
 
 def run_rows(doc: dict[str, Any], source: str) -> list[Row]:
-    """One row per (task, metric) of a `qbench run` summary."""
-    spec = doc["spec"] if isinstance(doc["spec"], dict) else {}
+    """One row per (task, metric) of a `qbench run` summary (checked by qbench.runs.read_summary)."""
+    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
     metrics = doc["metrics"]
-    if not isinstance(metrics, dict) or not all(isinstance(m, dict) for m in metrics.values()):
-        raise BadResult("'metrics' is not {task: {metric: value}}")
     n_samples = doc.get("n_samples") or {}
     intervals = doc.get("intervals") or {}
     rows = []
@@ -115,6 +218,7 @@ def run_rows(doc: dict[str, Any], source: str) -> list[Row]:
             ci = (intervals.get(task) or {}).get(metric, {}).get("ci") or [None, None]
             rows.append({
                 "model": canonical_model(text(doc["model"], "'model'")), "suite": text(doc["suite"], "'suite'"),
+                "weights": weights_of(doc.get("checkpoint")), "device": device_of(doc),
                 "task": task, "metric": metric, "value": number(value, f"metrics.{task}.{metric}"),
                 "n_samples": number(n_samples.get(task), f"n_samples.{task}"),
                 "ci_lo": number(ci[0], f"intervals.{task}.{metric}"), "ci_hi": number(ci[1], f"intervals.{task}.{metric}"),
@@ -152,6 +256,7 @@ def speed_rows(doc: dict[str, Any], source: str) -> list[Row]:
             "status": text(field_of(row, "status", where), f"{where}.status"),
             **{key: number(row.get(key), f"{where}.{key}") for key in SPEED_NUMBERS},
             "batch_search": row.get("batch_search"),  # None: the batch was asked, not searched
+            "checkpoint": row.get("checkpoint") or "random",  # what was timed (rows from before it: random)
             "gpu": str(environment.get("gpu") or row.get("device") or "unknown"),
             "created": str(doc.get("created") or ""), "source": source,
         })
@@ -163,29 +268,17 @@ def speed_rows(doc: dict[str, Any], source: str) -> list[Row]:
     return rows
 
 
-def samples_of(summary: Path) -> list[Row] | None:
-    """The per-sample rows beside a run's summary, or None where there are none to read."""
-    try:
-        text = (summary.parent / "samples.jsonl").read_text(encoding="utf-8")
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-
-
-def fill_intervals(runs: pd.DataFrame, root: Path) -> pd.DataFrame:
-    """Intervals of the runs whose summaries predate them, from their samples.jsonl (left empty without one)."""
+def fill_intervals(runs: pd.DataFrame, read: dict[str, Run]) -> pd.DataFrame:
+    """Intervals of the runs whose summaries predate them, from their samples (left empty without any)."""
     from qbench import stats
 
     runs = runs.copy()
     for source in sorted(set(runs.loc[runs["ci_lo"].isna(), "source"])):
-        samples = samples_of(root / source)
-        if not samples or not all({"task", "score", "answer", "target"} <= row.keys() for row in samples):
-            continue
+        samples = read[source].tasks()
         for index in runs.index[(runs["source"] == source) & runs["ci_lo"].isna()]:
             task, metric = runs.at[index, "task"], runs.at[index, "metric"]
-            picked = [row for row in samples if row["task"] == task]
-            if picked and not metric.endswith("_stderr"):
-                runs.loc[index, ["ci_lo", "ci_hi"]] = stats.interval(picked, metric)["ci"]
+            if samples.get(task) and not metric.endswith("_stderr"):
+                runs.loc[index, ["ci_lo", "ci_hi"]] = stats.interval(samples[task], metric)["ci"]
     return runs
 
 
@@ -196,7 +289,7 @@ def ablation_rows(doc: dict[str, Any], source: str) -> list[Row]:
     for where, row in object_rows(doc):
         queries = row.get("queries")
         rows.append({
-            "name": text(doc["name"], "'name'"),
+            "name": text(doc["name"], "'name'"), "combo": row.get("combo"),
             "projector": text(field_of(row, "projector", where), f"{where}.projector"),
             "backbone": text(field_of(row, "backbone", where), f"{where}.backbone"),
             "queries": None if queries is None else int(number(queries, f"{where}.queries")),
@@ -253,14 +346,15 @@ def training_rows(doc: dict[str, Any], source: str) -> list[Row]:
 
 KINDS: dict[str, ResultKind] = {kind.name: kind for kind in (
     ResultKind("runs", "runs/*/summary.json", "qbench.run/1", ("model", "suite", "spec", "metrics"),
-               ("model", "suite", "task", "metric", "value", "n_samples", "ci_lo", "ci_hi", "projector", "backbone",
-                "limit", "finished", "source"), run_rows),
+               ("model", "suite", "weights", "device", "task", "metric", "value", "n_samples", "ci_lo", "ci_hi",
+                "projector", "backbone", "limit", "finished", "source"), run_rows),
     ResultKind("speed", "speed/*/speed.json", "qbench.speed/1", ("rows",),
-               ("model", "backbone", "projector", "engine", "status", *SPEED_NUMBERS, "batch_search", "gpu", "created",
-                "source"),
+               ("model", "backbone", "projector", "engine", "status", *SPEED_NUMBERS, "batch_search", "checkpoint",
+                "gpu", "created", "source"),
                speed_rows),
     ResultKind("ablation", "ablation/*/ablation.json", "qbench.ablation/1", ("name", "rows"),
-               ("name", "projector", "backbone", "queries", "visual_tokens", "task", "metric", "value", "spread",
+               ("name", "combo", "projector", "backbone", "queries", "visual_tokens", "task", "metric", "value",
+                "spread",
                 "ci_lo", "ci_hi", "seeds", "chance", "decode_tokens_per_s", "source"), ablation_rows),
     ResultKind("ablation_differences", "ablation/*/ablation.json", "qbench.ablation/1", ("name", "rows"),
                DIFFERENCE_COLUMNS, difference_rows),
@@ -273,39 +367,94 @@ def read_result(path: Path, kind: ResultKind, source: str) -> list[Row]:
     """The rows of one result file, or a BadResult saying why it cannot be used."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, ValueError) as error:  # ValueError: not JSON, or a number too long
         raise BadResult(f"not readable JSON ({error})") from error
     if not isinstance(doc, dict):
         raise BadResult("not a JSON object")
     if doc.get("schema") != kind.schema:
-        raise BadResult(f"schema {doc.get('schema')!r}, expected {kind.schema!r}")
+        raise BadResult(f"schema {short(doc.get('schema'))}, expected {kind.schema!r}")
     missing = [key for key in kind.required if key not in doc]
     if missing:
         raise BadResult(f"missing {', '.join(map(repr, missing))}")
+    return shaped(kind.rows, doc, source)
+
+
+def shaped(rows_of: Callable[[dict[str, Any], str], list[Row]], doc: dict[str, Any], source: str) -> list[Row]:
+    """rows_of(doc, source), a field of the wrong shape turned into a BadResult."""
     try:
-        return kind.rows(doc, source)
+        return rows_of(doc, source)
     except BadResult:
         raise
-    except (KeyError, TypeError, AttributeError, ValueError) as error:  # a field of the wrong shape
-        raise BadResult(f"malformed ({type(error).__name__}: {error})") from error
+    except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as error:
+        raise BadResult(f"malformed ({type(error).__name__}: {short(str(error))})") from error
 
 
-def collect(root: str | Path) -> Results:
-    """Every result under `root`, one data frame per kind; broken or older files are skipped with a warning."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"results folder {root} does not exist")
+def source_name(path: Path, root: Path) -> str:
+    """A result file's name as the report shows it: relative to the results folder where it lies inside it (else
+    as given), bytes that are not UTF-8 as escapes."""
+    try:
+        name = path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        name = path.as_posix()
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def check_name(path: Path) -> None:
+    """BadResult for a name that is not valid UTF-8: it could not be written into the report's files."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadResult("its name is not valid UTF-8; rename it") from None
+
+
+def read_runs(request: Request, skip: Callable[[str, str], None]) -> tuple[list[Row], dict[str, Run]]:
+    """The asked run folders, read and checked by qbench.runs (samples.jsonl where there is one)."""
+    rows: list[Row] = []
+    read: dict[str, Run] = {}
+    for path in request.files(KINDS["runs"]):
+        source = source_name(path, request.root)
+        try:
+            check_name(path)
+            run = read_run(path.parent, samples=(path.parent / SAMPLES).exists())
+            rows += shaped(run_rows, run.summary, source)
+        except BadResult as error:
+            skip(source, str(error))
+        except BadRun as error:
+            skip(source_name(error.path, request.root), error.problem)
+        else:
+            read[source] = run
+    return rows, read
+
+
+DEVICE_COLUMNS = {"runs": "device", "speed": "gpu", "training": "gpu"}  # where each kind names its device
+
+
+def collect(request: Request | str | Path) -> Results:
+    """The asked results (a Request, or a results folder), one data frame per kind; broken or older files are
+    skipped with a warning."""
+    request = request if isinstance(request, Request) else Request(str(request))
+    if not request.root.is_dir():
+        raise UserError(f"results folder {request.root} does not exist; give --results a folder of results")
     frames, skipped = {}, []
+
+    def skip(source: str, reason: str) -> None:
+        if (source, reason) not in skipped:  # a file that two kinds read is named once
+            skipped.append((source, reason))
+            warnings.warn(f"skipped {source}: {reason}", SkippedResult, stacklevel=3)
+
+    run_frame, read = read_runs(request, skip)
     for kind in KINDS.values():
+        if kind.name == "runs":
+            frames[kind.name] = pd.DataFrame(run_frame, columns=list(kind.columns))
+            continue
         rows: list[Row] = []
-        for path in sorted(root.glob(kind.pattern)):
-            source = path.relative_to(root).as_posix()
+        for path in request.files(kind):
+            source = source_name(path, request.root)
             try:
+                check_name(path)
                 rows += read_result(path, kind, source)
             except BadResult as error:
-                if (source, str(error)) not in skipped:  # a file that two kinds read is named once
-                    skipped.append((source, str(error)))
-                    warnings.warn(f"skipped {source}: {error}", SkippedResult, stacklevel=2)
+                skip(source, str(error))
         frames[kind.name] = pd.DataFrame(rows, columns=list(kind.columns))
-    frames["runs"] = fill_intervals(frames["runs"], root)
-    return Results(root, frames, skipped)
+    frames["runs"] = fill_intervals(frames["runs"], read)
+    return Results(request.root, frames, skipped, read, request).on(lambda d: device_matches(d, request.device))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -13,11 +14,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter, NullLocator
 
 from qbench.presets import preset_names
 from qbench.report.collect import Results
 from qbench.report.reported import PAPER_NEW_TOKENS
+from qbench.speed.environment import device_slug
 from qbench.report.tables import (
     MEASURED,
     REPORTED,
@@ -65,12 +67,18 @@ def engine_style(engine: str) -> tuple[str, str]:
     return ENGINE_STYLES.get(engine, OTHER_ENGINE_STYLE)
 
 
-def legends(ax: Axes, models: list[str], engines: list[str] = (), loc: str = "best") -> None:
-    """A legend of model colours, and one of engine line styles when several engines are drawn."""
+def legends(ax: Axes, models: list[str], engines: list[str] = (), extra: list[object] = ()) -> None:
+    """A legend of model colours, and of engine line styles when several engines are drawn (and `extra` handles),
+    beside the figure's panels: never over the data."""
     handles = [Patch(color=model_colour(m, models), label=m) for m in model_order(models)]
     handles += [Line2D([], [], color="black", linestyle=engine_style(e)[0], marker=engine_style(e)[1],
                        label=f"engine: {e}") for e in sorted(engines)]
-    ax.legend(handles=handles, fontsize=7, loc=loc)
+    outside(ax.figure, [*handles, *extra])
+
+
+def outside(fig: Figure, handles: list[object]) -> None:
+    """A legend to the right of every panel (the saved image is widened to hold it)."""
+    fig.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 0.95), frameon=False)
 
 
 def ok_speed(results: Results, batch_one: bool = True, widest: str | None = None) -> pd.DataFrame:
@@ -88,17 +96,18 @@ def ok_speed(results: Results, batch_one: bool = True, widest: str | None = None
 
 
 def speed_caption(fig: Figure, speed: pd.DataFrame) -> None:
-    gpus = ", ".join(sorted(set(speed["gpu"])))
-    fig.suptitle(f"{gpus}; {int(speed['new_tokens'].iloc[0])} new tokens", fontsize=9)
+    (device,) = set(speed["gpu"])  # one device per figure (FigureSpec.parts)
+    fig.suptitle(f"{device}; {int(speed['new_tokens'].iloc[0])} new tokens", fontsize=9)
 
 
 def lines(ax: Axes, frame: pd.DataFrame, x: str, y: str, models: list[str], crossings: bool = True,
           **style: object) -> list[str]:
-    """One line per model x engine x GPU (colour = model, style = engine), and an X where a Transformer's line
-    crosses a Mamba model's; returns the engines drawn."""
+    """One line per model x engine x GPU (colour = model, style = engine) through the positive values (the axes are
+    logarithmic; the CPU measures no GPU memory), and an X where a Transformer's line crosses a Mamba model's;
+    returns the engines drawn."""
     engines = sorted(set(frame["engine"]))
     for (gpu, model, engine), group in frame.groupby(["gpu", "model", "engine"], sort=True):
-        group = group.dropna(subset=[y]).sort_values(x)
+        group = group[group[y] > 0].sort_values(x)
         linestyle, marker = engine_style(engine)
         ax.plot(group[x], group[y], **{"marker": marker, "linestyle": linestyle, "color": model_colour(model, models),
                                        **style})
@@ -107,11 +116,31 @@ def lines(ax: Axes, frame: pd.DataFrame, x: str, y: str, models: list[str], cros
     return engines
 
 
+CROSSOVER = "crossover"  # the gid of the marks where two curves cross: not a measured point
+
+
+TICK_GAP = 0.3  # of a doubling: a measured value closer than this to the last labelled one gets its tick, no label
+
+
+def measured_ticks(ax: Axes) -> None:
+    """x ticks at the values measured (the points of the panel's lines), and no others; labels where they fit."""
+    values = sorted({float(x) for line in ax.get_lines() if line.get_gid() != CROSSOVER for x in line.get_xdata()})
+    labels, last = [], -np.inf
+    for value in values:
+        fits = np.log2(value) - last >= TICK_GAP
+        labels.append((f"{value:,.0f}" if value >= 1 else f"{value:g}") if fits else "")
+        last = np.log2(value) if fits else last
+    if values:
+        ax.set_xticks(values, labels, rotation=45 if len(values) > 6 else 0, fontsize=7)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_minor_locator(NullLocator())
+
+
 def log_axes(ax: Axes, y: bool = True) -> None:
-    """Log axes (x in powers of two), ticks as plain numbers."""
+    """Log axes (x in powers of two, ticked at the measured values), ticks as plain numbers."""
     ax.set_xscale("log", base=2)
     plain = FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}")
-    ax.xaxis.set_major_formatter(plain)
+    measured_ticks(ax)
     if y:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(plain)
@@ -153,7 +182,7 @@ def mark_crossovers(ax: Axes, frame: pd.DataFrame, x: str, y: str) -> None:
         for transformer, mamba in ((t, m) for t in curves for m in curves
                                    if is_transformer(t, None) and is_mamba(m, None)):
             for cx, cy in crossover_points(curves[transformer], curves[mamba]):
-                ax.plot(cx, cy, marker="X", color="black", markersize=8, linestyle="none", zorder=5)
+                ax.plot(cx, cy, marker="X", color="black", markersize=8, linestyle="none", zorder=5, gid=CROSSOVER)
                 ax.annotate(f"{cx:,.0f}", (cx, cy), textcoords="offset points", xytext=(5, 5), fontsize=7)
 
 
@@ -174,6 +203,8 @@ def tokens_per_s(results: Results) -> tuple[Figure, pd.DataFrame]:
 
 def memory(results: Results) -> tuple[Figure, pd.DataFrame]:
     tokens, batches = ok_speed(results), ok_speed(results, batch_one=False, widest="batch")
+    if not (tokens["peak_mem_gib"] > 0).any():
+        raise NoData("no peak GPU memory measured (a CPU sweep measures none)")
     models = sorted(set(tokens["model"]) | set(batches["model"]))
     fig, axes = canvas(1, 2, figsize=(10, 4))
     engines = lines(axes[0], tokens, "visual_tokens", "peak_mem_gib", models)
@@ -211,8 +242,8 @@ def ttft_split(results: Results) -> tuple[Figure, pd.DataFrame]:
                 linewidth=0.4)
         left += bars[column].to_numpy()
     ax.set(xlabel="time to first token (ms)", title="time to first token: vision + projector + prefill (batch 1)")
-    ax.legend(handles=[Patch(facecolor="grey", alpha=a, hatch=h, edgecolor="black", label=n)
-                       for n, a, h in COMPONENTS.values()], fontsize=7, loc="lower right")
+    outside(fig, [Patch(facecolor="grey", alpha=a, hatch=h, edgecolor="black", label=n)
+                  for n, a, h in COMPONENTS.values()])
     ax.grid(axis="x", alpha=0.3)
     speed_caption(fig, bars)
     return fig, bars
@@ -239,10 +270,14 @@ def grouped_bars(ax: Axes, frame: pd.DataFrame, group: str, value: str, models: 
 def accuracy(results: Results) -> tuple[Figure, pd.DataFrame]:
     scores_table = accuracy_table(results)
     table, half_of = scores_table.frame, scores_table.plusminus  # benchmark column -> its half-width column
-    long = table.melt(id_vars=["model", "numbers"], value_vars=list(half_of), var_name="benchmark").dropna()
-    halves = table.melt(id_vars=["model", "numbers"], value_vars=list(half_of.values()), value_name="half")
+    table = table.assign(model=[m if n == REPORTED else f"{m} ({w}; {d})"  # a bar per model, weights and device
+                                for m, w, d, n in zip(table["model"], table["weights"], table["device"],
+                                                      table["numbers"])])
+    keys = ["model", "numbers"]
+    long = table.melt(id_vars=keys, value_vars=list(half_of), var_name="benchmark").dropna()
+    halves = table.melt(id_vars=keys, value_vars=list(half_of.values()), value_name="half")
     halves["benchmark"] = halves["variable"].map({half: benchmark for benchmark, half in half_of.items()})
-    long = long.merge(halves[["model", "numbers", "benchmark", "half"]], on=["model", "numbers", "benchmark"])
+    long = long.merge(halves[[*keys, "benchmark", "half"]], on=[*keys, "benchmark"])
     long["benchmark"] = [b if n in (REPORTED, MEASURED) else f"{b} {n.removeprefix(MEASURED + ' ')}"
                          for b, n in zip(long["benchmark"], long["numbers"])]
     measured = long[long["numbers"] != REPORTED]
@@ -261,35 +296,79 @@ def accuracy(results: Results) -> tuple[Figure, pd.DataFrame]:
     return fig, results.runs
 
 
-def ablation(results: Results) -> tuple[Figure, pd.DataFrame]:
-    cells = ablation_cells(results)
-    if cells.empty:
+ABLATION_COLUMNS = 4  # heatmaps per row: four fit a page's width readably
+MIN_SPAN = 10.0  # percentage points: a colour scale never stretches a smaller range over its whole width
+
+
+def task_scales(cells: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float]]:
+    """One colour scale per task, the same in every ablation's figure: from the lower of its chance level and its
+    lowest score to its highest, at least MIN_SPAN points wide (0.500 vs 0.502 must not look like 0 vs 100)."""
+    scales = {}
+    for (task, metric), group in cells.groupby(["task", "metric"]):
+        low, high = np.nanmin([*group["value"], *group["chance"]]), np.nanmax(group["value"])
+        pad = max(0.0, MIN_SPAN - (high - low)) / 2
+        low, high = low - pad, high + pad
+        shift = max(0.0, -low) - max(0.0, high - 100)  # kept within 0-100, the span kept
+        scales[task, metric] = (float(low + shift), float(high + shift))
+    return scales
+
+
+def survivor_marks(results: Results, name: str) -> dict[tuple[str, str], str]:
+    """(task, combination) -> '▲n▼m': how many surviving differences the cell wins and loses."""
+    found = results.ablation_differences
+    found = found[(found["name"] == name) & found["survives"].astype(bool)]
+    wins: dict[tuple[str, str], list[int]] = {}
+    for row in found.itertuples():
+        winner, loser = (row.a, row.b) if row.difference > 0 else (row.b, row.a)
+        wins.setdefault((row.task, winner), [0, 0])[0] += 1
+        wins.setdefault((row.task, loser), [0, 0])[1] += 1
+    return {key: (f"▲{up}" if up else "") + (f"▼{down}" if down else "") for key, (up, down) in wins.items()}
+
+
+def ablation_heatmaps(results: Results, name: str | None = None) -> tuple[Figure, pd.DataFrame]:
+    """One ablation's scores (percent) as heatmaps, a task each, four to a row: settings sorted (query counts by
+    number), one colour scale per task shared with every other ablation's figure, each cell's interval half-width,
+    and the surviving differences it wins (▲) and loses (▼). NoData without an ablation."""
+    every = ablation_cells(results)
+    if name is None or every.empty:
         raise NoData("no ablation table under results/ablation/")
-    names = sorted(cells["name"].unique())
+    scales = task_scales(every)
+    cells = every[every["name"] == name]
+    marks = survivor_marks(results, name)
     tasks = sorted(set(zip(cells["task"], cells["metric"])))
-    settings = [cells.loc[cells["name"] == name, "setting"].nunique() for name in names]
-    fig, axes = canvas(len(names), len(tasks), figsize=(4.2 * len(tasks) + 1, 0.5 * sum(settings) + 1.2 * len(names)),
-                       squeeze=False, gridspec_kw={"height_ratios": [n + 2 for n in settings]})
-    for ax in axes.flat:
+    settings = list(dict.fromkeys(cells["setting"]))
+    backbones = sorted(set(cells["backbone"]))
+    columns = min(ABLATION_COLUMNS, len(tasks))
+    rows = -(-len(tasks) // columns)
+    fig, axes = canvas(rows, columns, squeeze=False,
+                       figsize=(7.5, rows * (0.38 * len(settings) + 1.4) + 0.3))
+    for ax in axes.flat[len(tasks):]:
         ax.set_visible(False)
-    for (name, task, metric), group in cells.groupby(["name", "task", "metric"], sort=True):
-        ax = axes[names.index(name), tasks.index((task, metric))]  # one row per ablation, one column per task
-        ax.set_visible(True)
-        grid = group.pivot_table(index="setting", columns="backbone", values="value", aggfunc="last", sort=True)
-        halves = group.pivot_table(index="setting", columns="backbone", values="half", aggfunc="last", sort=True,
-                                   dropna=False).reindex(index=grid.index, columns=grid.columns)
-        image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(grid.columns)), grid.columns)
-        ax.set_yticks(range(len(grid.index)), grid.index)
-        for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
+    for ax, (task, metric) in zip(axes.flat, tasks):
+        group = cells[(cells["task"] == task) & (cells["metric"] == metric)]
+        values = group.pivot_table(index="setting", columns="backbone", values="value", aggfunc="last")
+        values = values.reindex(index=settings, columns=backbones)
+        halves = group.pivot_table(index="setting", columns="backbone", values="half", aggfunc="last",
+                                   dropna=False).reindex(index=settings, columns=backbones)
+        combos = group.pivot_table(index="setting", columns="backbone", values="combo", aggfunc="last")
+        combos = combos.reindex(index=settings, columns=backbones)
+        low, high = scales[task, metric]
+        image = ax.imshow(values.to_numpy(dtype=float), cmap="viridis", aspect="auto", vmin=low, vmax=high)
+        ax.set_xticks(range(len(backbones)), backbones, fontsize=6, rotation=30)
+        ax.set_yticks(range(len(settings)), settings if ax in axes[:, 0] else [], fontsize=7)
+        for (i, j), value in np.ndenumerate(values.to_numpy(dtype=float)):
             if not np.isnan(value):
-                half = halves.to_numpy(dtype=float)[i, j]
-                ax.text(j, i, f"{value:.3f}" + ("" if np.isnan(half) else f"\n±{half:.3f}"), ha="center",
-                        va="center", fontsize=8, color="black" if image.norm(value) > 0.5 else "white")
+                half, combo = halves.to_numpy(dtype=float)[i, j], combos.to_numpy()[i, j]
+                mark = marks.get((task, combo), "") if isinstance(combo, str) else ""
+                text = "\n".join(part for part in (f"{value:.1f}", "" if np.isnan(half) else f"±{half:.1f}", mark)
+                                  if part)
+                ax.text(j, i, text, ha="center", va="center", fontsize=5, linespacing=1.0,
+                        color="black" if image.norm(value) > 0.5 else "white")
         chance = group["chance"].dropna()
-        ax.set_title(f"{name}: {task} {metric}" + (f"\n(chance {chance.iloc[0]:.3f})" if len(chance) else ""),
-                     fontsize=9)
-        fig.colorbar(image, ax=ax, shrink=0.8)
+        ax.set_title(task.removeprefix("mini_") + (f" (chance {chance.iloc[0]:.1f})" if len(chance) else ""),
+                     fontsize=7)
+        fig.colorbar(image, ax=ax, shrink=0.9).ax.tick_params(labelsize=6)
+    fig.suptitle(f"ablation {name}: score (%) ± 95% half-width; ▲/▼ surviving differences won/lost", fontsize=8)
     return fig, cells
 
 
@@ -299,13 +378,15 @@ def speed_ratio(results: Results) -> tuple[Figure, pd.DataFrame]:
     except NoData:
         speed = latest_speed(results)
     # Several visual token counts per engine: show the median ratio of each Mamba model.
-    measured = measured_ratios(speed).groupby(["GPU", "engine", "new tokens", "Mamba model"], as_index=False,
+    measured = measured_ratios(speed).groupby(["device", "engine", "new tokens", "Mamba model"], as_index=False,
                                               sort=True)["ratio"].median()
-    measured["group"] = [f"measured: {engine} for both\n{gpu}, {tokens} tokens" for gpu, engine, tokens
-                         in zip(measured["GPU"], measured["engine"], measured["new tokens"])]
+    measured["group"] = [f"measured: {engine} for both\n{device}, {tokens} tokens" for device, engine, tokens
+                         in zip(measured["device"], measured["engine"], measured["new tokens"])]
     reported = reported_ratios()
     reported["group"] = f"reported: CUDA graph vs eager\nA100 (papers), {PAPER_NEW_TOKENS} tokens"
-    frame = pd.concat([measured, reported[["Mamba model", "ratio", "group"]]], ignore_index=True)
+    on_gpus = not (measured["device"] == "cpu").any()  # the papers' GPU numbers never share an axis with a CPU's
+    frame = pd.concat([measured, reported[["Mamba model", "ratio", "group"]] if on_gpus else None],
+                      ignore_index=True)
     frame = frame.rename(columns={"Mamba model": "model"})
     models = sorted(set(frame["model"]))
     fig, ax = canvas(figsize=(8, 4.5))
@@ -316,7 +397,7 @@ def speed_ratio(results: Results) -> tuple[Figure, pd.DataFrame]:
            title="speed ratio Mamba / Transformer: same engine vs the papers' mixed engines")
     if measured.empty:
         ax.text(0.02, 0.95, "no measured Mamba/Transformer pair yet", transform=ax.transAxes, va="top")
-    legends(ax, models, loc="upper right")
+    legends(ax, models)
     return fig, speed if len(measured) else speed.iloc[:0]
 
 
@@ -345,7 +426,7 @@ def long_context(results: Results) -> tuple[Figure, pd.DataFrame]:
     lines(axes[2], speed, "visual_tokens", "decode_tokens_per_s", models)
     axes[2].set(ylabel="tokens/s", title="decode tokens/s")
     log_grids(axes, "visual tokens in the prompt")
-    legends(axes[0], models, engines, loc="upper left")
+    legends(axes[0], models, engines)
     speed_caption(fig, speed)
     return fig, speed
 
@@ -364,9 +445,8 @@ def full_batch(results: Results) -> tuple[Figure, pd.DataFrame]:
     fig, axes = canvas(1, 2, figsize=(11, 4.3))
     engines = lines(axes[0], searched, "visual_tokens", "largest_batch", models)
     limit = searched[searched["batch_search"].str.startswith("limit")]
-    axes[0].scatter(limit["visual_tokens"], limit["largest_batch"], marker="^", s=80, color="black", zorder=4,
-                    label="the search's limit: at least this many fit")
-    axes[0].legend(fontsize=7, loc="lower left")
+    reached = axes[0].scatter(limit["visual_tokens"], limit["largest_batch"], marker="^", s=80, color="black",
+                              zorder=4, label="the search's limit: at least this many fit")
     axes[0].set(ylabel="sequences", title="largest batch that fits (found by trying)")
     measured = searched[searched["status"] == "ok"]
     lines(axes[1], measured, "visual_tokens", "decode_tokens_per_s", models)
@@ -374,41 +454,59 @@ def full_batch(results: Results) -> tuple[Figure, pd.DataFrame]:
           marker=".")
     axes[1].set(ylabel="decode tokens/s", title="decode tokens/s at the largest batch (solid) and at batch 1 (dotted)")
     log_grids(axes, "visual tokens per prompt")
-    legends(axes[1], models, engines, loc="center right")
+    legends(axes[1], models, engines, extra=[reached] if len(limit) else [])
     speed_caption(fig, searched)
     return fig, pd.concat([searched, single])
+
+
+Drawer = Callable[[], tuple[Figure, pd.DataFrame]]
 
 
 @dataclass(frozen=True)
 class FigureSpec:
     title: str
     description: str
-    draw: Callable[[Results], tuple[Figure, pd.DataFrame]]  # the figure and the result rows it drew from
+    draw: Callable[..., tuple[Figure, pd.DataFrame]]  # the figure and the result rows it drew from
+    split: str = "whole"  # "device": one figure per device measured; "ablation": one per ablation
+
+    def parts(self, results: Results) -> list[tuple[str, Drawer]]:
+        """(what the part is of, its drawer) for each figure this spec makes: one per device (GPUs first) or per
+        ablation, or one for all; a split with nothing to split draws the whole (which says what it lacks)."""
+        if self.split == "device":
+            devices = sorted(set(results.speed["gpu"]), key=lambda device: (device == "cpu", device))
+            found = [(device, partial(self.draw, results.on(device.__eq__))) for device in devices]
+        elif self.split == "ablation":
+            found = [(name, partial(self.draw, results, name)) for name in sorted(set(results.ablation["name"]))]
+        else:
+            found = []
+        return found or [("", partial(self.draw, results))]
 
 
 FIGURES: dict[str, FigureSpec] = {
     "tokens_per_s": FigureSpec("Tokens/s vs visual tokens", "Throughput at batch 1 as the visual token count grows "
                                "(colour = model, line style = engine; X: where a Transformer's curve crosses a "
-                               "Mamba model's).", tokens_per_s),
+                               "Mamba model's).", tokens_per_s, "device"),
     "memory": FigureSpec("Peak memory vs visual tokens and vs batch", "Peak GPU memory while generating: a "
-                         "Transformer's KV cache grows with the prompt, a Mamba state does not.", memory),
+                         "Transformer's KV cache grows with the prompt, a Mamba state does not.", memory, "device"),
     "long_context": FigureSpec("Long visual contexts", "At batch 1 from one image to many per prompt: a Transformer's "
                                "KV cache, peak memory and time to first token climb with the visual tokens while a "
                                "Mamba model's state stays the same size and its decode rate holds (X: where the "
-                               "Transformer's curve crosses a Mamba model's).", long_context),
+                               "Transformer's curve crosses a Mamba model's).", long_context, "device"),
     "full_batch": FigureSpec("Full batches", "The largest batch that fits on the GPU, found by trying, falls with the "
                              "visual tokens as a Transformer's KV cache fills the memory while thousands of Mamba "
                              "states still fit, and with it the decode rate a server reaches (X: crossovers).",
-                             full_batch),
+                             full_batch, "device"),
     "ttft": FigureSpec("Time to first token, split", "Time to first token at batch 1, split into the vision tower, "
-                       "the projector and the LLM prefill.", ttft_split),
+                       "the projector and the LLM prefill.", ttft_split, "device"),
     "accuracy": FigureSpec("Accuracy per benchmark", "Measured scores (mini, lite and limited runs marked; error bars: "
                            "95% intervals) and, separately, the papers' reported scores.", accuracy),
-    "ablation": FigureSpec("Projector x backbone ablation", "The ablation's scores (mean over seeds, ± half-width of "
-                           "the 95% interval where it has one) as heatmaps, one per task.",
-                           ablation),
+    "ablation": FigureSpec("Projector x backbone ablation", "An ablation's scores in percent (mean over seeds, ± "
+                           "half-width of the 95% interval where it has one) as heatmaps, one per task: settings "
+                           "sorted (query counts by number), one colour scale per task shared by every ablation's "
+                           "figure, ▲n/▼m: the surviving differences (differences.md) a cell wins and loses.",
+                           ablation_heatmaps, "ablation"),
     "speed_ratio": FigureSpec("Speed ratio Mamba / Transformer", "Mamba over Transformer tokens/s under the same "
-                              "engine, next to the ratio the papers' mixed engines give.", speed_ratio),
+                              "engine, next to the ratio the papers' mixed engines give.", speed_ratio, "device"),
 }
 
 
@@ -421,9 +519,20 @@ def save(fig: Figure, folder: Path, name: str) -> list[Path]:
     return paths
 
 
-def draw(name: str, results: Results) -> tuple[Figure, list[str]]:
+def figures_of(results: Results) -> list[tuple[str, str, FigureSpec, Drawer]]:
+    """(name, title, spec, drawer) of every figure: a split figure named <name>_<device or ablation>."""
+    found = []
+    for name, spec in FIGURES.items():
+        for part, drawer in spec.parts(results):
+            suffix = device_slug({"gpu": part}) if spec.split == "device" else part
+            found.append((f"{name}_{suffix}" if part else name, f"{spec.title}: {part}" if part else spec.title, spec,
+                          drawer))
+    return found
+
+
+def draw(drawer: Drawer) -> tuple[Figure, list[str]]:
     """One figure and the result files it came from; NoData when its results are absent."""
     with matplotlib.rc_context({"svg.hashsalt": "qbench", "font.size": 9}):
-        fig, rows = FIGURES[name].draw(results)
+        fig, rows = drawer()
     fig.tight_layout()
     return fig, sources_of(rows)

@@ -3,17 +3,19 @@
 A sweep into a folder that already holds a speed.json from the same machine and library versions adds to it: points
 already measured the way this sweep measures them are kept and skipped (an interrupted sweep resumes; a second sweep
 with other engines joins the first); a point measured otherwise (e.g. with other repeats) is measured again and its
-row replaced. Each command that wrote rows is listed."""
+row replaced. Each command that wrote rows is listed. A folder holding a document of another machine or schema is
+refused (`earlier_document`, which the answering workload's workload.json shares). While a sweep or a workload
+writes a folder it holds the folder's lock (qbench.folder), so a second one into the same folder is refused rather
+than each rewriting the file with its own rows."""
 
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 
+from qbench.folder import write_table
 from qbench.inputs import read_json
 from qbench.speed.largest_batch import LARGEST
-from qbench.folder import write_atomic
 
 SCHEMA = "qbench.speed/1"
 ROW_FIELDS = ["model", "backbone", "projector", "visual_tokens", "images", "batch", "batch_search", "largest_batch",
@@ -47,23 +49,12 @@ class SpeedResults:
                          "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                          "environment": environment, "copy_bandwidth_gbs": copy_bandwidth_gbs, "rows": [],
                          "searches": []}
-        earlier = out_dir / "speed.json"
-        if earlier.is_file():
-            remedy = "delete it to measure every point again, or choose another --output"
-            self.continue_from(read_json(earlier, remedy), command)
-
-    def continue_from(self, earlier: dict, command: str) -> None:
-        """Keep an earlier sweep's rows and commands, if it ran on this machine with these library versions."""
-        where = self.out_dir / "speed.json"
-        if earlier.get("schema") != SCHEMA:
-            raise ValueError(f"{where} is not a {SCHEMA} document: choose another --output")
-        now = self.document["environment"]
-        differing = [key for key in SAME_MACHINE if earlier["environment"].get(key) != now.get(key)]
-        if differing:
-            raise ValueError(f"{where} was measured with another {', '.join(differing)}: choose another --output")
-        self.document |= {"commands": [*earlier["commands"], command], "created": earlier["created"],
-                          "rows": [ADDED_FIELDS | row for row in earlier["rows"]],
-                          "searches": earlier.get("searches", [])}
+        earlier = earlier_document(out_dir / "speed.json", SCHEMA, environment,
+                                   "delete it to measure every point again, or choose another --output")
+        if earlier is not None:  # an earlier sweep's rows and commands, from this machine and library versions
+            self.document |= {"commands": [*earlier["commands"], command], "created": earlier["created"],
+                              "rows": [ADDED_FIELDS | row for row in earlier["rows"]],
+                              "searches": earlier.get("searches", [])}
 
     def has(self, point: dict) -> bool:
         """Whether a row for this point (POINT_FIELDS; batch LARGEST matches a searched row), measured the same way
@@ -91,11 +82,22 @@ class SpeedResults:
         self.write()
 
     def write(self) -> None:
-        import pandas as pd
+        write_table(self.out_dir, "speed", self.document, ROW_FIELDS)
 
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.out_dir / "speed.json", json.dumps(self.document, indent=2) + "\n")
-        pd.DataFrame(self.rows, columns=ROW_FIELDS).to_csv(self.out_dir / "speed.csv", index=False)
+
+def earlier_document(path: Path, schema: str, environment: dict, remedy: str) -> dict | None:
+    """The results document already at `path` (None if there is none), if a command of this machine and library
+    versions wrote it (SAME_MACHINE), with its rows; ValueError naming the file and what differs otherwise."""
+    if not path.exists():
+        return None
+    earlier = read_json(path, remedy)
+    if not isinstance(earlier, dict) or earlier.get("schema") != schema or not isinstance(earlier.get("rows"), list):
+        raise ValueError(f"{path} is not a {schema} document: choose another --output")
+    differing = [key for key in SAME_MACHINE if (earlier.get("environment") or {}).get(key) != environment.get(key)]
+    if differing:
+        raise ValueError(f"{path} was measured with another {', '.join(differing)}: its rows cannot share a table "
+                         "with this machine's; choose another --output")
+    return earlier
 
 
 def same(row: dict, other: dict, fields: list[str]) -> bool:

@@ -16,6 +16,7 @@ import torch
 
 from qbench.backbones import BACKBONES
 from qbench.engine import ENGINES
+from qbench.folder import Interrupted, hold
 from qbench.inputs import ensure_writable, resolve_dtype
 from qbench.presets import at_visual_tokens, get_preset
 from qbench.speed.environment import device_slug, environment
@@ -178,14 +179,26 @@ def points_of(config: SweepConfig) -> Iterator[tuple[str, int | None, Point]]:
 def run_sweep(config: SweepConfig, out_dir: Path | None, command: str,
               on_row: Callable[[dict], None] = lambda row: None,
               on_try: Callable[[dict], None] = lambda attempt: None) -> SpeedResults:
-    """Measure every point, writing speed.json/speed.csv after each; `on_row` sees each row as it lands, `on_try`
-    each batch a largest-batch search tries."""
+    """Measure every point, writing speed.json/speed.csv after each, holding the folder's lock (FolderBusy if
+    another process writes it); `on_row` sees each row as it lands, `on_try` each batch a largest-batch search
+    tries. Ctrl-C: Interrupted, saying how many rows were kept."""
     config.validate()
     device = torch.device(config.device)
     env = environment(device)
     bandwidth = copy_bandwidth_gbs(device)
     out_dir = ensure_writable(out_dir or default_out_dir(env), "--output")
-    results = SpeedResults(out_dir, command, env, bandwidth)
+    with hold(out_dir, "give another --output"):
+        results = SpeedResults(out_dir, command, env, bandwidth)
+        try:
+            measure_all(config, results, bandwidth, on_row, on_try)
+        except KeyboardInterrupt:
+            raise Interrupted(f"{len(results.rows)} rows kept in {out_dir / 'speed.json'}") from None
+    return results
+
+
+def measure_all(config: SweepConfig, results: SpeedResults, bandwidth: float | None,
+                on_row: Callable[[dict], None], on_try: Callable[[dict], None]) -> None:
+    """Every point of the sweep not yet in `results`, each row added (and written) as it is measured."""
     built: tuple[tuple[str, int | None], VLM | BaseException] | None = None
     for model, tokens, point in points_of(config):
         spec = get_preset(model) if tokens is None else at_visual_tokens(get_preset(model), tokens)
@@ -218,7 +231,6 @@ def run_sweep(config: SweepConfig, out_dir: Path | None, command: str,
             row |= measured
         results.add(row)
         on_row(row)
-    return results
 
 
 SEARCH_KEYS = ["model", "visual_tokens", "images", "engine", "new_tokens", "prompt_tokens", "dtype", "device"]

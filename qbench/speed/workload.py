@@ -10,21 +10,19 @@ longest answer, as it does at EOS). Images are random 640x480 pictures, drawn fr
 from __future__ import annotations
 
 import datetime
-import json
 import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image
 
-from qbench.engine.answering import COUNTS, STAGES, AnsweringEngine, AnsweringSettings, device_settings, image_key
-from qbench.folder import write_atomic
-from qbench.inputs import dtype_name
 from qbench.backbones import BACKBONES
+from qbench.engine.answering import COUNTS, STAGES, AnsweringEngine, AnsweringSettings, device_settings, image_key
+from qbench.folder import Interrupted, hold, write_table
+from qbench.inputs import dtype_name
 from qbench.presets import get_preset
 from qbench.registry import Registry
 from qbench.speed.environment import device_slug, environment
@@ -224,32 +222,71 @@ def measure(vlm: VLM, model: str, stream: str, config: WorkloadConfig) -> dict:
     }
 
 
+SCHEMA = "qbench.workload/1"
+# What makes two rows the same configuration: measured again, a row replaces its like; other rows are kept.
+ROW_KEY = ("model", "stream", "questions", "plain_questions", "plain_batch", "dtype")
+
+
+def row_key(row: dict) -> tuple:
+    return tuple(row.get(field) for field in ROW_KEY) + tuple(sorted(
+        (field, value) for field, value in row.items() if field.startswith("setting_")))
+
+
+def default_out_dir(env: dict) -> Path:
+    return Path("results") / "speed" / f"{device_slug(env)}_{datetime.date.today().isoformat()}_answering"
+
+
+def workload_document(out_dir: Path, command: str, env: dict, config: WorkloadConfig) -> dict:
+    """workload.json as this run starts it: an earlier workload's commands, configs and rows kept (from this machine
+    and library versions; qbench.speed.results.earlier_document refuses others), this run's command added."""
+    from qbench.speed.results import earlier_document
+
+    document = {"schema": SCHEMA, "commands": [command], "environment": env, "configs": [asdict(config)], "rows": []}
+    earlier = earlier_document(out_dir / "workload.json", SCHEMA, env, "move it away, or choose another --output")
+    if earlier is not None:
+        configs = earlier.get("configs") or [earlier.get("config") or {}]  # one config before workloads joined
+        dtype = configs[0].get("dtype")
+        document |= {"commands": [*(earlier.get("commands") or [earlier.get("command")]), command],
+                     "configs": [*configs, asdict(config)],
+                     "rows": [{"dtype": dtype, **row} for row in earlier["rows"]]}
+    return document
+
+
+def add_row(document: dict, row: dict) -> None:
+    """A measured row, in place of an earlier row of the same configuration (row_key), else after the others."""
+    rows = document["rows"]
+    same = [index for index, kept in enumerate(rows) if row_key(kept) == row_key(row)]
+    if same:
+        rows[same[0]] = row
+    else:
+        rows.append(row)
+
+
 def run_workload(config: WorkloadConfig, out_dir: Path | None, command: str, log=print) -> Path:
     """Every model on every stream; workload.json/csv in `out_dir` (default results/speed/<device>_<date>_answering/),
-    rewritten after each row so that a run cut short keeps what it did."""
-    from qbench.inputs import resolve_dtype
+    rewritten after each row so that a run cut short keeps what it did, while holding the folder's lock. Rows of
+    earlier workloads in the folder are kept (a configuration measured again replaces its row). Ctrl-C: Interrupted,
+    saying how many rows were kept."""
+    from qbench.inputs import ensure_writable, resolve_dtype
 
     env = environment(torch.device(config.device))
-    out_dir = out_dir or Path("results") / "speed" / f"{device_slug(env)}_{datetime.date.today().isoformat()}_answering"
-    rows: list[dict] = []
-    for model in config.models:
-        vlm = random_model(model, config.device, resolve_dtype(config.dtype))
-        for stream in config.streams:
-            rows.append(measure(vlm, model, stream, config))
-            row = rows[-1]
-            mfu = f", MFU {row['engine_mfu']:.1%}" if row["engine_mfu"] is not None else ""
-            log(f"{model} {stream}: {row['engine_answers_per_s']:.1f} answers/s{mfu} (today's path "
-                f"{row['plain_answers_per_s']:.1f}, x{row['speedup']:.1f}), identical {row['identical_share']:.3f}")
-            write_workload(out_dir, command, env, config, rows)
-        del vlm
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+    out_dir = ensure_writable(out_dir or default_out_dir(env), "--output")
+    with hold(out_dir, "give another --output"):
+        document = workload_document(out_dir, command, env, config)
+        try:
+            for model in config.models:
+                vlm = random_model(model, config.device, resolve_dtype(config.dtype))
+                for stream in config.streams:
+                    row = measure(vlm, model, stream, config) | {"dtype": dtype_name(vlm.dtype)}
+                    mfu = f", MFU {row['engine_mfu']:.1%}" if row["engine_mfu"] is not None else ""
+                    log(f"{model} {stream}: {row['engine_answers_per_s']:.1f} answers/s{mfu} (today's path "
+                        f"{row['plain_answers_per_s']:.1f}, x{row['speedup']:.1f}), identical "
+                        f"{row['identical_share']:.3f}")
+                    add_row(document, row)
+                    write_table(out_dir, "workload", document)
+                del vlm
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+        except KeyboardInterrupt:
+            raise Interrupted(f"{len(document['rows'])} rows kept in {out_dir / 'workload.json'}") from None
     return out_dir
-
-
-def write_workload(out_dir: Path, command: str, env: dict, config: WorkloadConfig, rows: list[dict]) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    document = {"schema": "qbench.workload/1", "command": command, "environment": env,
-                "config": asdict(config), "rows": rows}
-    write_atomic(out_dir / "workload.json", json.dumps(document, indent=2) + "\n")
-    pd.DataFrame(rows).to_csv(out_dir / "workload.csv", index=False)

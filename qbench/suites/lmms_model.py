@@ -29,7 +29,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from qbench.engine.answering import AnsweringEngine, device_settings
+from qbench.engine.answering import AnsweringEngine, device_settings, image_key
 from qbench.inputs import process_rank, resolve_device
 from qbench.suites.journal import Journal
 from qbench.vision import load_image
@@ -46,6 +46,18 @@ def reference(doc: dict[str, Any]) -> Any:
     if doc.get("answers") is not None:
         return [a["answer"] if isinstance(a, dict) else a for a in doc["answers"]]
     return doc.get("answer")
+
+
+IMAGE_IDS = ("image_id", "imageId", "image_source")  # the datasets' own image ids: VQAv2/TextVQA, GQA, POPE
+
+
+def image_of(raw: dict[str, Any], image: Any) -> str | None:
+    """What image a question asks about, for the bootstrap by image: the dataset's own image id where it has one,
+    else a digest of the decoded image's pixels (None for an image that could not be read)."""
+    for field in IMAGE_IDS:
+        if raw.get(field) is not None:
+            return f"{field}:{raw[field]}"
+    return None if image is None else f"pixels:{image_key(image)[-1].hex()}"
 
 
 def chunks(items: list, size: int) -> list[list]:
@@ -150,6 +162,7 @@ class QBenchLMM(lmms):
                 images.append(self.image(doc_to_visual, task, split, doc_id))
             except IMAGE_ERRORS as error:
                 row["error"] = f"{type(error).__name__}: {error}"
+            row["image"] = image_of(raw, images[-1] if row["error"] is None else None)
             rows.append(row)
         self.timing["reading"] += time.perf_counter() - started
         return rows, images

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from qbench.inputs import UserError, read_json
 from qbench.suites import questions as q
 from qbench.suites.scenes import (
     COLOURS,
@@ -40,7 +41,10 @@ from qbench.suites.scenes import (
 )
 from qbench.verbosity import step
 
-GENERATOR = "qbench.mini/1"  # bump when the generated data changes
+# The generator's version, recorded in MINI.json and in every run's data provenance: it changes whenever the generated
+# data does (tests/test_mini.py hashes a small generated output against it). /2: VQAv2 and VizWiz changed after /1.
+GENERATOR = "qbench.mini/2"
+RANDOM_STREAMS = "qbench.mini/1"  # the name the random streams are drawn under: a new version does not redraw them
 EVAL_QUESTIONS = 300  # per eval split
 TRAIN_QUESTIONS = 4000  # per train split
 MANIFEST = "MINI.json"
@@ -224,7 +228,7 @@ def pope_rows(rng: random.Random, count: int) -> dict[str, list[dict[str, Any]]]
 
 # --- the datasets, in the hub layout --------------------------------------------------------------------------------
 def rng_for(seed: int, dataset: str, split: str) -> random.Random:
-    return random.Random(f"{GENERATOR}/{seed}/{dataset}/{split}")
+    return random.Random(f"{RANDOM_STREAMS}/{seed}/{dataset}/{split}")
 
 
 FIRST_ID = {"eval": 0, "train": 1_000_000}
@@ -358,16 +362,31 @@ def write(out: str | Path = "data", seed: int = 0, eval_questions: int = EVAL_QU
 
 def ensure(out: str | Path = "data") -> dict[str, Any]:
     """The settings of the mini datasets under `<out>/mini/`: written now with the defaults if there are none, and
-    rewritten with the same seed and sizes if an older generator made them."""
+    rewritten with the same seed and sizes if an older generator made them; a MINI.json that cannot be read is a
+    UserError naming it."""
     manifest = Path(out) / "mini" / MANIFEST
+    if manifest.parent.exists() and not manifest.parent.is_dir():
+        raise UserError(f"{manifest.parent} is a file, where the mini datasets go: move it, or give another "
+                        "--data-dir")
     if not manifest.is_file():
         step(f"writing the mini datasets under {Path(out) / 'mini'} (first use: about 30 s)")
         write(out)
-    found = json.loads(manifest.read_text())
-    if found.get("generator") != GENERATOR:
+    found = read_settings(manifest)
+    if found["generator"] != GENERATOR:
         step(f"rewriting the mini datasets under {Path(out) / 'mini'}: an older qbench wrote them")
         write(out, found["seed"], found["eval_questions"], found["train_questions"])
-    return json.loads(manifest.read_text())
+    return read_settings(manifest)
+
+
+def read_settings(manifest: Path) -> dict[str, Any]:
+    """MINI.json, checked: the generator, seed and sizes the mini datasets were written with."""
+    remedy = f"delete {manifest.parent} to generate the mini datasets again (`qbench data mini`)"
+    found = read_json(manifest, remedy)
+    if not isinstance(found, dict) or not isinstance(found.get("generator"), str) or not all(
+            isinstance(found.get(key), int) and not isinstance(found.get(key), bool) and found[key] >= (key != "seed")
+            for key in ("seed", "eval_questions", "train_questions")):
+        raise UserError(f"{manifest} does not hold the generator, seed and sizes of the mini datasets: {remedy}")
+    return found
 
 
 PROMPT_SUFFIX = {"VQAv2": SHORT_ANSWER, "GQA": SHORT_ANSWER, "VizWiz-VQA": UNANSWERABLE_HINT + SHORT_ANSWER,

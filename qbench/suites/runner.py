@@ -3,7 +3,8 @@
     summary.json    schema qbench.run/1: metric per task, model spec, checkpoint and its hash, variants,
                     library versions, device, samples/s
     samples.jsonl   one row per sample: task, doc_id, question_id (a string), prompt, answer, target (a list),
-                    metric (the task's first), score (lmms-eval's, by that metric), error
+                    image (what image it asks about: the dataset's image id, or a digest of the image), metric
+                    (the task's first), score (lmms-eval's, by that metric), error
     lmms_eval_results.json   lmms-eval's own results (configs, versions, sample counts)
     lmms_eval/      files lmms-eval's tasks write themselves, kept out of the folder's top level: TextVQA's
                     submissions/textvqa_submission_<time>.json (its answers in the challenge's format; the file to
@@ -23,31 +24,44 @@ Under torchrun (gloo on CPUs, NCCL on GPUs) every process answers its share and 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import dataclasses
 import platform
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
 from qbench import stats
-from qbench.inputs import UserError, dtype_name, ensure_writable, process_rank, resolve_device, resolve_dtype
+from qbench.inputs import (
+    UserError,
+    check_folder,
+    dtype_name,
+    ensure_writable,
+    process_rank,
+    resolve_device,
+    resolve_dtype,
+)
 from qbench.fingerprint import fingerprint, weights_digest
-from qbench.folder import FolderBusy, FolderLock, write_atomic
+from qbench.folder import FolderBusy, FolderLock, inside, write_atomic
 from qbench.suites import journal
 from qbench.suites.lmms_model import ENGINES, QBenchLMM
 from qbench.suites.registry import Suite
+from qbench.suites.tasks import check_caches
 from qbench.speed.environment import package_version
 from qbench.suites.variants import Variant, parse_variants, prompt_variant
 from qbench.verbosity import muted, step
 from qbench.vlm import VLM
+
+if TYPE_CHECKING:
+    from qbench.checkpoints import ModelSource
 
 SCHEMA = "qbench.run/1"
 DEFAULT_OUTPUT = "results/runs"
@@ -146,9 +160,18 @@ class RunInterrupted(KeyboardInterrupt):
         self.folder, self.kept = folder, kept
 
 
-def unfinished(output: Path, request: dict[str, Any]) -> Path | None:
-    """The newest run folder under `output` asked with the same request that has no summary yet."""
-    for folder in sorted(output.glob(f"{request['model']}__{request['suite']}__*"), reverse=True):
+def folder_prefix(request: dict[str, Any], identity: dict[str, Any]) -> str:
+    """How a run folder's name begins: <model>__<suite>__, or with random weights <model>-random-seed<N>__<suite>__,
+    so that a folder of chance-level answers says so."""
+    checkpoint = identity.get("checkpoint") or {}
+    weights = f"-random-seed{checkpoint.get('seed')}" if checkpoint.get("source") == "random" else ""
+    return f"{request['model']}{weights}__{request['suite']}__"
+
+
+def unfinished(output: Path, request: dict[str, Any], prefix: str) -> Path | None:
+    """The newest run folder under `output` (named `prefix`...) asked with the same request that has no summary
+    yet."""
+    for folder in sorted(output.glob(glob.escape(prefix) + "*"), reverse=True):
         saved = folder / SETTINGS
         if saved.is_file() and not (folder / "summary.json").exists():
             if {key: value for key, value in json.loads(saved.read_text()).items() if key in request} == request:
@@ -182,7 +205,8 @@ def claim_folder(output: Path, request: dict[str, Any], identity: dict[str, Any]
     """The run folder to write, locked for this process: the unfinished run of the same request (resumed, if its
     weights and data are the ones given now), else a new folder. FolderBusy if another process writes it."""
     with FolderLock(output, wait=True):  # one process at a time chooses, so two cannot both start a new folder
-        folder = unfinished(output, request)
+        prefix = folder_prefix(request, identity)
+        folder = unfinished(output, request, prefix)
         if folder is not None:
             lock = FolderLock(folder)
             saved = json.loads((folder / SETTINGS).read_text())
@@ -194,11 +218,10 @@ def claim_folder(output: Path, request: dict[str, Any], identity: dict[str, Any]
                                     f"ones: to start fresh, remove or move {folder}, or give another --output")
             return folder, lock
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        prefix = f"{request['model']}__{request['suite']}__"
-        folder, count = output / (prefix + stamp), 1
+        folder, count = inside(output, prefix + stamp, "the run folder of model"), 1
         while folder.exists():
             count += 1
-            folder = output / f"{prefix}{stamp}-{count}"
+            folder = inside(output, f"{prefix}{stamp}-{count}", "the run folder of model")
         lock = FolderLock(folder)
         write_atomic(folder / SETTINGS, json.dumps({**request, **identity, "started": now()}, indent=2) + "\n")
         return folder, lock
@@ -235,8 +258,16 @@ def metrics_of(results: dict[str, Any], task: str) -> dict[str, float]:
     return found
 
 
+def with_answer_yes_ratio(rows: list[dict[str, Any]], metrics: dict[str, dict[str, float]]) -> None:
+    """Beside lmms-eval's pope_yes_ratio (the ground truth's share of 'yes'), the model's own share of 'yes' answers
+    (stats.MODEL_YES_RATIO): a model answering 'yes' every time shows 100, not lmms-eval's 50."""
+    for task, values in metrics.items():
+        if "pope_yes_ratio" in values:
+            values[stats.MODEL_YES_RATIO] = stats.answer_yes_ratio([row for row in rows if row["task"] == task])
+
+
 def intervals_of(rows: list[dict[str, Any]], metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
-    """Each task's 95% bootstrap interval and sample count for every metric lmms-eval reports for it."""
+    """Each task's 95% bootstrap interval (by image), sample and image counts for every metric it reports."""
     found = {}
     for task, names in metrics.items():
         picked = [row for row in rows if row["task"] == task]
@@ -276,7 +307,7 @@ def scored_rows(results: dict[str, Any], tasks: dict[str, Any], folder: Path) ->
             question, target = row["question_id"], row["target"]
             rows.append({**row, "question_id": None if question is None else str(question),
                          "target": target if isinstance(target, list) else [] if target is None else [target],
-                         "metric": metric, "score": sample_score(logged, metric)})
+                         "image": row.get("image"), "metric": metric, "score": sample_score(logged, metric)})
     return rows
 
 
@@ -319,6 +350,7 @@ def summarize(vlm: VLM, prepared: Prepared, settings: dict[str, Any], results: d
               started: str) -> dict[str, Any]:
     generated, seconds = work
     metrics = {name: metrics_of(results, name) for name in prepared.tasks}
+    with_answer_yes_ratio(rows, metrics)
     return {
         "schema": SCHEMA, "model": settings["model"], "suite": prepared.suite.name, "spec": vlm.spec.to_dict(),
         "checkpoint": settings["checkpoint"], "metrics": metrics,
@@ -353,7 +385,7 @@ def claim(output: Path, request: dict[str, Any], identity: dict[str, Any]) -> tu
         try:
             folder, lock = claim_folder(output, request, identity)
             outcome = str(folder)
-        except (FolderBusy, ResumeRefused) as refused:
+        except (FolderBusy, ResumeRefused, UserError) as refused:
             outcome = refused
     outcome = from_rank0(outcome)
     if isinstance(outcome, Exception):
@@ -412,11 +444,12 @@ def run(model: str, suite: str | None, limit: int | None = None, checkpoint: str
         data_dir: str | Path = DEFAULT_DATA, output: str | Path = DEFAULT_OUTPUT, device: str | None = None,
         dtype: str | None = None, batch_size: int = 8, variants: list[str] | tuple[str, ...] = (),
         max_new_tokens: int = MAX_NEW_TOKENS, seed: int = SEED, engine: str = "answering",
-        tasks: Sequence[str] = (), include_paths: Sequence[str | Path] = ()) -> tuple[dict[str, Any] | None, Path]:
+        tasks: Sequence[str] = (), include_paths: Sequence[str | Path] = (),
+        warn: Callable[[str], None] = lambda message: None) -> tuple[dict[str, Any] | None, Path]:
     """`qbench run`: check the device, weights, tokenizer and output folder, load the data (failing fast), then the
     model, then answer and score. Returns (summary on rank 0, else None; the run folder). Runs `suite` (a name or a
     suite YAML) or the `tasks` (names from the include paths, qbench's suites or lmms-eval). Random weights are drawn
-    with `seed`."""
+    with `seed`; once the checks pass, `warn` hears it when a full-size preset is about to run on them."""
     from qbench.checkpoints import check_ready, load_vlm, resolve_source
 
     if engine not in ENGINES:
@@ -425,7 +458,12 @@ def run(model: str, suite: str | None, limit: int | None = None, checkpoint: str
     chosen = resolve_device(device)
     precision = resolve_dtype(dtype, chosen)
     check_ready(source)
+    check_folder(data_dir, "--data-dir", "give a folder of datasets (or one to generate the mini datasets in)")
+    check_caches()
     ensure_writable(output, "--output")
+    said = random_weights_warning(source)
+    if said and process_rank()[0] == 0:
+        warn(said)
     init_distributed(chosen)
     prepared = prepare(suite, data_dir, variants, max_new_tokens, tasks, include_paths)
     step(f"loading {source.spec.name} ({source.weights}) on {chosen} in {dtype_name(precision)}")
@@ -433,6 +471,15 @@ def run(model: str, suite: str | None, limit: int | None = None, checkpoint: str
     with prompted(vlm, prepared.variants):
         return execute(vlm, source.spec.name, prepared, checkpoint_info(source.weights, seed), output, limit,
                        batch_size, max_new_tokens, engine)
+
+
+def random_weights_warning(source: ModelSource) -> str | None:
+    """What to say before a full-size preset runs on random weights (its answers are chance); None otherwise."""
+    if not source.random or source.spec.name.startswith("tiny-"):
+        return None
+    why = "as asked (--checkpoint random)" if source.checkpoint == "random" else "since it has no published weights"
+    return (f"{source.spec.name} runs on random weights (seed {source.seed}) {why}: its answers are chance and its "
+            "scores mean nothing; give --checkpoint with trained weights to measure the model")
 
 
 def evaluate(vlm: VLM, suite: str = "mini", limit: int | None = None, output: str | Path = DEFAULT_OUTPUT,

@@ -17,6 +17,7 @@ from typing import Any
 
 from qbench.fingerprint import fingerprint
 from qbench.hub import WeightsNotFound
+from qbench.inputs import check_folder
 from qbench.registry import UnknownName
 from qbench.suites.registry import GENERATED_ORG, ImageSource, Suite, SuiteTask
 from qbench.suites.variants import Variant, apply_variants
@@ -121,8 +122,18 @@ def provenance(task: SuiteTask, data_dir: Path, loaded: Any) -> dict[str, str | 
     if task.images is not None and task.images.dataset != dataset:
         images = local_copy(data_dir, task.images.dataset)
         found.append(fingerprint(images) if images else f"hub:{task.images.dataset}")
+    generated = {"generator": mini_generator(local)} if dataset.startswith(GENERATED_ORG + "/") else {}
     return {"source": "local", "hub_id": dataset, "revision": None, "path": str(local.resolve()),
-            "fingerprint": "+".join(found)}
+            "fingerprint": "+".join(found), **generated}
+
+
+def mini_generator(local: Path) -> str | None:
+    """The generator version of a generated dataset (its MINI.json's), which `qbench compare` names when two runs'
+    generated data differ."""
+    from qbench.suites.mini import MANIFEST, read_settings
+
+    manifest = local.parent / MANIFEST
+    return read_settings(manifest)["generator"] if manifest.is_file() else None
 
 
 def hub_revision(loaded: Any) -> str | None:
@@ -198,6 +209,18 @@ def task_config(task: SuiteTask, data_dir: Path, variants: list[Variant], max_ne
     return apply_variants(point_at_data(config, task, data_dir), variants)
 
 
+def check_caches() -> None:
+    """The caches loading data writes to ($HF_DATASETS_CACHE, $QBENCH_CACHE) are folders; a UserError naming the
+    variable otherwise, before any data is made or loaded."""
+    import datasets
+
+    from qbench.fingerprint import cache_root
+
+    check_folder(datasets.config.HF_DATASETS_CACHE, "HF_DATASETS_CACHE",
+                 "set it to a folder the datasets library may cache in, or unset it")
+    cache_root()
+
+
 def load_fix(task: SuiteTask, config: Config, data_dir: Path) -> str:
     """What to check when a task's data does not load."""
     files = data_files(config)
@@ -221,6 +244,7 @@ def load_tasks(suite: Suite, data_dir: Path, variants: list[Variant], max_new_to
     """name -> lmms-eval Task with its data loaded; DataNotFound names the dataset and how to make a local copy."""
     from lmms_eval.api.task import ConfigurableTask
 
+    check_caches()
     check_variants(suite, variants)
     tasks: dict[str, Any] = {}
     for task in suite.tasks:

@@ -9,6 +9,7 @@ import shutil
 import statistics
 import sys
 import time
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,9 +27,10 @@ from rich.progress import (
 from torch import nn
 
 from qbench.checkpoints import save_native
-from qbench.checkpoints.base import load_torch_file
-from qbench.checkpoints.native import is_native, load_native
-from qbench.inputs import UserError, read_json
+from qbench.checkpoints.base import load_torch_file, open_safetensors
+from qbench.checkpoints.native import WEIGHTS_FILE, is_native, load_native
+from qbench.fingerprint import examples_fingerprint
+from qbench.inputs import UnreadableFile, UserError, read_json
 from qbench.folder import FolderBusy, FolderLock, write_atomic
 from qbench.spec import VLMSpec
 from qbench.speed.environment import environment
@@ -119,7 +121,9 @@ class Trainer:
         self.start, self.save_dtype = start, save_dtype
         self.show_progress = show_progress and self.accelerator.is_main_process
         self.environment = environment(self.accelerator.device)  # the machine, for train.json
-        self.identity = {"spec": spec.to_dict(), "config": config.to_dict(), "examples": len(self.examples)}
+        # what the run trains: a resume must train the same (the data by its fingerprint, as qbench run's data is)
+        self.identity = {"spec": spec.to_dict(), "config": config.to_dict(), "examples": len(self.examples),
+                         "data": examples_fingerprint(self.examples)}
         if start is not None:
             self.identity["start"] = start.to_dict(spec)
         self.log: list[list[float]] = []  # [global step, loss]
@@ -169,6 +173,7 @@ class Trainer:
         restart = f"delete {directory} to start this training afresh, or train into another --out"
         self.trainer_state = load_torch_file(directory / TRAINER_FILE, restart)  # tensors and plain data only
         self.check_identity(self.trainer_state["identity"], str(directory))
+        self.check_position(directory, self.trainer_state.get("stage"), self.trainer_state.get("step"), restart)
         self.stage_index, self.step = self.trainer_state["stage"], self.trainer_state["step"]
         self.log, self.step_seconds = self.trainer_state["log"], self.trainer_state["step_seconds"]
         self.skipped = self.trainer_state["skipped"]
@@ -176,10 +181,19 @@ class Trainer:
         return load_native(None, str(directory), self.accelerator.device)
 
     def check_identity(self, saved: dict, where: str) -> None:
-        differing = sorted(key for key in self.identity if saved.get(key) != self.identity[key])
+        differing = sorted(key if key in saved else f"{key} (not recorded then)" for key in self.identity
+                           if saved.get(key) != self.identity[key])
         if differing:
             raise ValueError(f"{where} was written by a run with a different {', '.join(differing)}; resume it with "
-                             f"the same settings or train into another --out")
+                             f"the same settings and data, or train into another --out")
+
+    def check_position(self, directory: Path, stage: object, step: object, restart: str) -> None:
+        """A resume state's stage and step within this run's (a state claiming step 10**6 would loop forever)."""
+        counts = self.config.stage_steps()
+        valid = all(isinstance(v, int) and not isinstance(v, bool) for v in (stage, step))
+        if not (valid and 0 <= stage < len(counts) and 0 <= step <= counts[stage]):
+            raise UserError(f"{directory / TRAINER_FILE} claims step {step!r} of stage {stage!r}, which this run "
+                            f"({', '.join(map(str, counts))} steps per stage) does not have; {restart}")
 
     def finished(self) -> bool:
         log = self.out / LOG_FILE
@@ -336,27 +350,68 @@ class Trainer:
 # --- checkpoints that a kill cannot break -------------------------------------------------------------------------------
 # A save writes resume.new/ and seals it (complete.json, last), then swaps it in: resume/ -> resume.old/,
 # resume.new/ -> resume/, resume.old/ removed. A kill between any two of these leaves at least one sealed checkpoint,
-# and recover() makes the newest sealed one resume/ before the run goes on.
+# and recover() makes the newest sealed one resume/ before the run goes on. A seal is verified before it is believed
+# (its files' sizes, a readable safetensors and torch file): a checkpoint claiming a step it cannot back is treated as
+# unfinished, and only then is anything else removed.
+CHECKPOINT_DIRS = (RESUME_DIR, NEW_DIR, OLD_DIR)
+
+
 def seal(directory: Path, global_step: int) -> None:
-    """Mark a checkpoint folder complete, once every file in it is on disk."""
-    for path in directory.rglob("*"):
-        if path.is_file():
+    """Mark a checkpoint folder complete, once every file in it is on disk, with each file's size."""
+    sizes = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and path.name != COMPLETE_FILE:
             with path.open("rb+") as handle:
                 os.fsync(handle.fileno())
-    write_atomic(directory / COMPLETE_FILE, json.dumps({"global_step": global_step}) + "\n")
+            sizes[path.relative_to(directory).as_posix()] = path.stat().st_size
+    write_atomic(directory / COMPLETE_FILE, json.dumps({"global_step": global_step, "sizes": sizes}) + "\n")
+
+
+def intact(directory: Path, sizes: object) -> bool:
+    """Whether a sealed checkpoint folder's files are whole: the sizes its seal recorded (seals from before sizes
+    have none), a safetensors file whose header fits its length, a torch file that is a whole zip archive."""
+    if isinstance(sizes, dict):
+        for name, size in sizes.items():
+            path = directory / name
+            if not path.is_file() or path.stat().st_size != size:
+                return False
+    if not zipfile.is_zipfile(directory / TRAINER_FILE):
+        return False
+    try:
+        with open_safetensors(directory / WEIGHTS_FILE):
+            return True
+    except UnreadableFile:  # missing, cut short, or not safetensors
+        return False
 
 
 def sealed_step(directory: Path) -> int | None:
-    """The global step of a complete checkpoint folder; None if it is absent or unfinished. A resume/ from before
-    checkpoints were sealed counts as complete (it was only ever renamed into place whole), older than any sealed."""
+    """The global step of a complete checkpoint folder, verified (intact); None if it is absent, unfinished or its
+    seal cannot be backed. A resume/ from before checkpoints were sealed counts as complete (it was only ever
+    renamed into place whole), older than any sealed."""
     try:
-        return json.loads((directory / COMPLETE_FILE).read_text())["global_step"]
-    except (OSError, ValueError, KeyError):
+        seal_record = json.loads((directory / COMPLETE_FILE).read_text())
+        step = seal_record["global_step"]
+    except (OSError, ValueError, KeyError, TypeError):
         return -1 if directory.name == RESUME_DIR and (directory / TRAINER_FILE).is_file() else None
+    if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
+        return None
+    return step if intact(directory, seal_record.get("sizes")) else None
+
+
+def refuse_links(out: Path) -> None:
+    """qbench removes and renames its checkpoint folders: one that is a symbolic link (which may lead out of
+    --out) is refused before anything is touched."""
+    for name in CHECKPOINT_DIRS:
+        if (out / name).is_symlink():
+            raise UserError(f"{out / name} is a symbolic link (to {os.readlink(out / name)}); qbench keeps its "
+                            f"checkpoints inside --out and does not follow links it would delete through: remove "
+                            "the link, or train into another --out")
 
 
 def discard(directory: Path) -> None:
     """Remove a checkpoint folder, unsealing it first: a kill halfway leaves it unfinished, never complete."""
+    if directory.is_symlink():
+        raise UserError(f"{directory} is a symbolic link; qbench does not delete through it: remove the link")
     (directory / COMPLETE_FILE).unlink(missing_ok=True)
     shutil.rmtree(directory, ignore_errors=True)
 
@@ -377,23 +432,24 @@ def swap_in(out: Path) -> None:
 
 
 def newest_checkpoint(out: Path) -> tuple[Path, int] | None:
-    """The complete checkpoint folder with the highest step, and that step."""
-    found = [(step, out / name) for name in (RESUME_DIR, NEW_DIR, OLD_DIR)
-             if (step := sealed_step(out / name)) is not None]
+    """The complete (verified) checkpoint folder with the highest step, and that step."""
+    found = [(step, out / name) for name in CHECKPOINT_DIRS if (step := sealed_step(out / name)) is not None]
     return (max(found)[1], max(found)[0]) if found else None
 
 
 def recover(out: Path) -> list[str]:
     """Put the newest complete checkpoint at resume/, whatever state a kill left the folders in, and remove what is
-    unfinished or older; returns what was done, in words (nothing when the folders were in order)."""
+    unfinished or older, once the one kept is verified; returns what was done, in words (nothing when the folders
+    were in order). Symbolic links among them are refused first."""
+    refuse_links(out)
     newest = newest_checkpoint(out)
-    done = [f"removed the unfinished checkpoint {name}/ (a save was interrupted)" for name in (RESUME_DIR, NEW_DIR, OLD_DIR)
-            if (out / name).is_dir() and sealed_step(out / name) is None]
+    done = [f"removed the unfinished checkpoint {name}/ (a save was interrupted, or its files do not match its seal)"
+            for name in CHECKPOINT_DIRS if (out / name).is_dir() and sealed_step(out / name) is None]
     if newest is None:
         discard_checkpoints(out)
         return done
     chosen, step = newest
-    for name in (RESUME_DIR, NEW_DIR, OLD_DIR):
+    for name in CHECKPOINT_DIRS:
         if out / name != chosen and (out / name).is_dir():
             discard(out / name)  # unfinished, or older than the chosen one
     if chosen.name != RESUME_DIR:

@@ -37,9 +37,16 @@ class TrainConfig:
     save_every: int = 200  # steps between resumable checkpoints
 
     def __post_init__(self) -> None:
-        RECIPES[self.recipe]  # an unknown recipe fails here, naming the known ones
-        if self.steps < len(RECIPES[self.recipe]) or self.batch_size < 1 or self.lr <= 0 or self.save_every < 1:
-            raise ValueError(f"need steps >= one per stage, batch_size >= 1, lr > 0, save_every >= 1: {self}")
+        """Refuse what cannot train, naming the option (a field is the `qbench train` option of its name)."""
+        stages = len(RECIPES[self.recipe])  # an unknown recipe fails here, naming the known ones
+        if self.steps < stages:
+            raise ValueError(f"--steps {self.steps}: recipe {self.recipe!r} has {stages} stage(s) and needs at least "
+                             "one step each")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr takes a finite number above 0, e.g. --lr 1e-3; got {self.lr}")
+        for name in ("batch_size", "save_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
