@@ -111,7 +111,8 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print a JSON list
                                    "$QBENCH_HUB_DIR expects it.")) -> None:
     """List the model presets: aliases, parts, visual tokens, parameters and where their weights come from.
 
-    Parameters are counted on the meta device: no memory is used."""
+    Parameters are counted on the meta device: no memory is used. The table shows the total; `--json` also has the
+    vision tower's, the projector's and the LLM's counts."""
     from qbench.presets import ALIASES, get_preset, preset_names
     from qbench.vlm import build_vlm
 
@@ -131,18 +132,16 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print a JSON list
     table = Table(title="qbench model presets: visual tokens, parameters, weights", box=box.SIMPLE_HEAD,
                   padding=(0, 0), show_edge=False, caption="`qbench models --hub PRESET`: the hub repositories it "
                   "reads")
-    for column in ("preset", "alias", "projector", "backbone", "tokens", "vision", "proj.", "LLM", "total",
-                   "weights"):
+    for column in ("preset", "alias", "projector", "backbone", "tokens", "params", "weights"):
         table.add_column(column, no_wrap=True, justify="right" if column in PARAMETER_COLUMNS else "left")
     for row in rows:
         table.add_row(row["name"], ", ".join(row["aliases"]), row["projector"], row["backbone"],
-                      str(row["visual_tokens"]), *(human(row[k]) for k in ("vision_params", "projector_params",
-                                                                            "llm_params", "total_params")),
+                      str(row["visual_tokens"]), human(row["total_params"]),
                       row["weights"].partition(":")[2] or row["weights"])
     console.print(table)
 
 
-PARAMETER_COLUMNS = {"tokens", "vision", "proj.", "LLM", "total"}
+PARAMETER_COLUMNS = {"tokens", "params"}
 
 
 def hub_repos(model: str, as_json: bool) -> None:
