@@ -213,6 +213,27 @@ def test_a_hybrid_is_neither_side_of_the_mamba_transformer_ratio_and_is_in_the_s
     assert hybrid in set(data["model"])
 
 
+def test_a_sweep_at_another_count_of_new_tokens_gets_its_own_figure_unless_it_has_one_point(
+        results: Path, tmp_path: Path) -> None:
+    from qbench.report.figures import figures_of
+
+    hybrid, rows = "cobra-zamba2-2.7b", []
+    for tokens in (256, 729, 2916):
+        rows += [{**speed_row(model, "graph", tokens, 1, 150.0, 8.0), "new_tokens": 64} for model in (hybrid, "cobra-3b")]
+    rows.append({**speed_row(hybrid, "graph", 729, 1, 150.0, 8.0), "new_tokens": 16})  # one point: no figure
+    write_json(results / "speed" / "h100_hybrid" / "speed.json", {
+        "schema": "qbench.speed/1", "commands": ["qbench speed"], "created": "2026-12-06T08:00:00",
+        "environment": {"gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11"}, "copy_bandwidth_gbs": 2938.0, "rows": rows})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedResult)
+        found = {name: drawer for name, _, _, drawer in figures_of(collect(results)) if name.startswith("tokens_per")}
+    h100 = "tokens_per_s_nvidia-h100-80gb-hbm3"
+    assert set(found) == {h100, f"{h100}_64-new-tokens", "tokens_per_s_nvidia-h200"}
+    assert hybrid not in set(found[h100]()[1]["model"])
+    _, data = found[f"{h100}_64-new-tokens"]()
+    assert set(data["model"]) == {hybrid, "cobra-3b"} and set(data["new_tokens"]) == {64}
+
+
 def test_crossovers_are_found_on_log_axes() -> None:
     from qbench.report.figures import crossover_points
 

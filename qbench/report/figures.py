@@ -81,18 +81,37 @@ def outside(fig: Figure, handles: list[object]) -> None:
     fig.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 0.95), frameon=False)
 
 
-def ok_speed(results: Results, batch_one: bool = True, widest: str | None = None) -> pd.DataFrame:
-    """Successful speed rows (at batch 1, asked), at one count of new tokens: rows generating different numbers of
-    tokens are different measurements. The count chosen has the most rows, or the most distinct `widest` values."""
+def successful_speed(results: Results, batch_one: bool = True) -> pd.DataFrame:
+    """The newest successful speed rows (at batch 1, asked, where `batch_one`)."""
     speed = latest_speed(results)
     speed = speed[speed["status"] == "ok"]
-    if batch_one:
-        speed = speed[(speed["batch"] == 1) & speed["batch_search"].isna()]
-    if speed.empty:
-        raise NoData("no speed sweep with successful rows under results/speed/")
+    return speed[(speed["batch"] == 1) & speed["batch_search"].isna()] if batch_one else speed
+
+
+def new_token_counts(results: Results, batch_one: bool = True, widest: str | None = None) -> list[int]:
+    """The counts of new tokens of the successful speed rows, the one with the most rows (or the most distinct
+    `widest` values) first: rows generating different numbers of tokens are different measurements."""
+    speed = successful_speed(results, batch_one)
     spread = speed.groupby("new_tokens")[widest].nunique() if widest else speed.groupby("new_tokens").size()
-    chosen = max(spread.items(), key=lambda item: (item[1], item[0]))[0]
-    return speed[speed["new_tokens"] == chosen]
+    return [int(count) for count, _ in sorted(spread.items(), key=lambda item: (item[1], item[0]), reverse=True)]
+
+
+def curve_lengths(results: Results) -> list[int]:
+    """The counts of new tokens worth a figure against visual tokens: the first of `new_token_counts`, and the
+    others measured at more than one visual token count."""
+    counts = new_token_counts(results)
+    return counts[:1] + [count for count in counts[1:]
+                         if ok_speed(results, new_tokens=count)["visual_tokens"].nunique() > 1]
+
+
+def ok_speed(results: Results, batch_one: bool = True, widest: str | None = None,
+             new_tokens: int | None = None) -> pd.DataFrame:
+    """Successful speed rows at one count of new tokens: `new_tokens`, or the first of `new_token_counts`."""
+    counts = new_token_counts(results, batch_one, widest)
+    if not counts:
+        raise NoData("no speed sweep with successful rows under results/speed/")
+    speed = successful_speed(results, batch_one)
+    return speed[speed["new_tokens"] == (counts[0] if new_tokens is None else new_tokens)]
 
 
 def speed_caption(fig: Figure, speed: pd.DataFrame) -> None:
@@ -186,8 +205,8 @@ def mark_crossovers(ax: Axes, frame: pd.DataFrame, x: str, y: str) -> None:
                 ax.annotate(f"{cx:,.0f}", (cx, cy), textcoords="offset points", xytext=(5, 5), fontsize=7)
 
 
-def tokens_per_s(results: Results) -> tuple[Figure, pd.DataFrame]:
-    speed = ok_speed(results)
+def tokens_per_s(results: Results, new_tokens: int | None = None) -> tuple[Figure, pd.DataFrame]:
+    speed = ok_speed(results, new_tokens=new_tokens)
     models = sorted(set(speed["model"]))
     fig, axes = canvas(1, 2, figsize=(10, 4))
     for ax, column, label in zip(axes, ("e2e_tokens_per_s", "decode_tokens_per_s"),
@@ -467,14 +486,20 @@ class FigureSpec:
     title: str
     description: str
     draw: Callable[..., tuple[Figure, pd.DataFrame]]  # the figure and the result rows it drew from
-    split: str = "whole"  # "device": one figure per device measured; "ablation": one per ablation
+    # "device": one figure per device measured; "device-length": one per device and count of new tokens (the count
+    # with the most rows unnamed); "ablation": one per ablation
+    split: str = "whole"
 
     def parts(self, results: Results) -> list[tuple[str, Drawer]]:
-        """(what the part is of, its drawer) for each figure this spec makes: one per device (GPUs first) or per
-        ablation, or one for all; a split with nothing to split draws the whole (which says what it lacks)."""
-        if self.split == "device":
+        """(what the part is of, its drawer) for each figure this spec makes: one per device (GPUs first), per
+        device and length, or per ablation, or one for all; a split with nothing to split draws the whole (which
+        says what it lacks)."""
+        if self.split.startswith("device"):
             devices = sorted(set(results.speed["gpu"]), key=lambda device: (device == "cpu", device))
             found = [(device, partial(self.draw, results.on(device.__eq__))) for device in devices]
+            if self.split == "device-length":
+                found = [(f"{device}, {count} new tokens" if i else device, partial(draw, new_tokens=count))
+                         for device, draw in found for i, count in enumerate(curve_lengths(draw.args[0]))]
         elif self.split == "ablation":
             found = [(name, partial(self.draw, results, name)) for name in sorted(set(results.ablation["name"]))]
         else:
@@ -485,7 +510,8 @@ class FigureSpec:
 FIGURES: dict[str, FigureSpec] = {
     "tokens_per_s": FigureSpec("Tokens/s vs visual tokens", "Throughput at batch 1 as the visual token count grows "
                                "(colour = model, line style = engine; X: where a Transformer's curve crosses a "
-                               "Mamba model's).", tokens_per_s, "device"),
+                               "Mamba model's); one figure per count of new tokens measured.", tokens_per_s,
+                               "device-length"),
     "memory": FigureSpec("Peak memory vs visual tokens and vs batch", "Peak GPU memory while generating: a "
                          "Transformer's KV cache grows with the prompt, a Mamba state does not.", memory, "device"),
     "long_context": FigureSpec("Long visual contexts", "At batch 1 from one image to many per prompt: a Transformer's "
@@ -524,10 +550,16 @@ def figures_of(results: Results) -> list[tuple[str, str, FigureSpec, Drawer]]:
     found = []
     for name, spec in FIGURES.items():
         for part, drawer in spec.parts(results):
-            suffix = device_slug({"gpu": part}) if spec.split == "device" else part
+            suffix = part_slug(part) if spec.split.startswith("device") else part
             found.append((f"{name}_{suffix}" if part else name, f"{spec.title}: {part}" if part else spec.title, spec,
                           drawer))
     return found
+
+
+def part_slug(part: str) -> str:
+    """'NVIDIA H100 80GB HBM3, 64 new tokens' -> 'nvidia-h100-80gb-hbm3_64-new-tokens'."""
+    device, _, length = part.partition(", ")
+    return device_slug({"gpu": device}) + (f"_{length.replace(' ', '-')}" if length else "")
 
 
 def draw(drawer: Drawer) -> tuple[Figure, list[str]]:
