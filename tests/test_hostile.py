@@ -140,6 +140,21 @@ def test_case9_a_model_name_with_glob_and_markup_characters_resumes_and_prints_w
     assert named.is_dir()
 
 
+def test_case9_a_model_name_with_markup_characters_prints_whole_while_it_loads_and_trains(checkpoint, tmp_path,
+                                                                                         monkeypatch, capsys):
+    from qbench import verbosity
+
+    monkeypatch.setitem(verbosity.COMMAND, "running", True)
+    verbosity.step("loading tiny[x] (d[x]/ckpt) on cpu in fp32")  # as `qbench run` says it
+    assert "loading tiny[x] (d[x]/ckpt) on cpu" in capsys.readouterr().out
+    named = altered(checkpoint, tmp_path / "ckpt", name="tiny[x]")
+    trained = qbench_cli("train", "--model", named, "--steps", "1", "--batch-size", "2", "--recipe", "cobra",
+                         "--device", "cpu", *conversations(tmp_path / "data", ["red", "green", "blue", "yellow"]),
+                         "--output", tmp_path / "out")
+    assert trained.exit_code == 0, trained.output
+    assert "tiny[x] finetune step 1/1" in trained.output
+
+
 # --- case 3: speed and workload rows are never lost -------------------------------------------------------------------
 SPEED = ["speed", "--engine", "eager", "--new-tokens", "2", "--repeats", "1", "--dtype", "fp32", "--device", "cpu"]
 WORKLOAD = ["workload", "--stream", "vizwiz", "--questions", "3", "--plain-questions", "2", "--plain-batch-size", "2",

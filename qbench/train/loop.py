@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -305,8 +306,9 @@ class Trainer:
                     if self.global_step < self.config.steps:  # after the last step, finish() saves
                         self.save_resume(model, optimizer, scheduler)
                     if self.accelerator.is_main_process:
-                        progress.console.log(f"{self.spec.name} {stage.name} step {self.step}/{total} loss {loss:.4f} "
-                                             f"({self.median_step_seconds():.3f} s/step)", highlight=False)
+                        progress.console.log(f"{escape(self.spec.name)} {stage.name} step {self.step}/{total} "
+                                             f"loss {loss:.4f} ({self.median_step_seconds():.3f} s/step)",
+                                             highlight=False)
         return done
 
     def train_step(self, model: nn.Module, params: list[nn.Parameter], optimizer: torch.optim.Optimizer) -> float:
@@ -330,8 +332,8 @@ class Trainer:
         return accelerator.reduce(loss_sum.detach(), reduction="sum").item() / tokens
 
     def progress(self, stage: Stage) -> Progress:
-        return Progress(TextColumn(f"[bold]{self.spec.name}[/] {stage.name}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
+        return Progress(TextColumn(f"[bold]{escape(self.spec.name)}[/] {stage.name}"), BarColumn(),
+                        MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
                         disable=not self.show_progress)
 
     def finish(self) -> None:
