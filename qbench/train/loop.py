@@ -32,7 +32,7 @@ from qbench.checkpoints.base import load_torch_file, open_safetensors
 from qbench.checkpoints.native import WEIGHTS_FILE, is_native, load_native
 from qbench.fingerprint import examples_fingerprint
 from qbench.inputs import UnreadableFile, UserError, read_json
-from qbench.folder import FolderBusy, FolderLock, write_atomic
+from qbench.folder import FolderBusy, FolderLock, naming_full_disk, write_atomic
 from qbench.spec import VLMSpec
 from qbench.speed.environment import environment
 from qbench.train.data import Example, batch_indices, shard
@@ -214,9 +214,10 @@ class Trainer:
             new = self.out / NEW_DIR
             discard(new)  # an unfinished save of an earlier run (recover() kept it if it was complete)
             save_native(self.vlm, new, state=weights)
-            torch.save({"identity": self.identity, "stage": self.stage_index, "step": self.step, "log": self.log,
-                        "step_seconds": self.step_seconds, "skipped": self.skipped, "rng": torch.get_rng_state(),
-                        "optimizer": optimizer_state, "scheduler": scheduler.state_dict()}, new / TRAINER_FILE)
+            with naming_full_disk(new / TRAINER_FILE):
+                torch.save({"identity": self.identity, "stage": self.stage_index, "step": self.step, "log": self.log,
+                            "step_seconds": self.step_seconds, "skipped": self.skipped, "rng": torch.get_rng_state(),
+                            "optimizer": optimizer_state, "scheduler": scheduler.state_dict()}, new / TRAINER_FILE)
             seal(new, self.global_step)
             swap_in(self.out)
             self.write_log(finished=False)
