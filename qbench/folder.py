@@ -6,6 +6,8 @@ host, start and command written in the file so that a process refused the lock c
 removes the file when it lets go, so finished folders hold no lock file; a process that locked a file just removed
 (it waited on it while the holder finished) tries again on the path's new file.
 `write_atomic` writes a file whole or not at all: a kill leaves the old file or the new one, never half of one.
+`naming_full_disk(path)` makes a write that runs out of space say which file it was writing (the `qbench` command
+turns that into its one line), whichever library wrote it.
 `inside(folder, name)` is the one way a name that a user or a file gave (a run's model name, an ablation's --name)
 becomes a path: one plain name, which stays inside the folder it is meant for.
 """
@@ -13,10 +15,12 @@ becomes a path: one plain name, which stays inside the folder it is meant for.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import shlex
+import shutil
 import socket
 import sys
 from collections.abc import Iterator
@@ -27,6 +31,7 @@ from qbench.inputs import UserError
 
 LOCK_FILE = ".lock"
 NAME_BYTES = 200  # file systems take 255 bytes a name; room for a suffix
+FULL_BELOW = 1 << 20  # bytes free under which a failed write is taken for a full disk
 
 
 def name_problem(name: str) -> str | None:
@@ -73,11 +78,37 @@ def write_atomic(path: Path, text: str) -> None:
     """Write `text` to `path` through a temporary file renamed over it (flushed to disk first)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with naming_full_disk(path), tmp.open("w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # the space it took goes back
+        raise
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def naming_full_disk(path: Path) -> Iterator[None]:
+    """Writes to `path`: running out of space is an OSError(ENOSPC) naming `path`, where the writer's own error
+    names no file (a buffered write) or is no OSError at all (safetensors' error, torch's "unexpected pos")."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno != errno.ENOSPC or error.filename:
+            raise
+        raise OSError(errno.ENOSPC, error.strerror, str(path)) from error
+    except Exception as error:
+        raise_if_full(path, error)
+        raise
+
+
+def raise_if_full(path: Path, error: Exception) -> None:
+    """An OSError(ENOSPC) naming `path` if `error` is a library's word for a full disk, or the disk is full now."""
+    folder = next((parent for parent in Path(path).parents if parent.is_dir()), Path("."))
+    if "os error 28" in str(error) or shutil.disk_usage(folder).free < FULL_BELOW:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
 
 
 def write_table(folder: Path, stem: str, document: dict, columns: list[str] | None = None) -> None:
@@ -120,7 +151,12 @@ class FolderLock:
                 break
             os.close(self.fd)  # the holder removed it as we waited: lock the file now at the path
         os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, (json.dumps(holder()) + "\n").encode(), 0)
+        try:
+            with naming_full_disk(self.path):
+                os.pwrite(self.fd, (json.dumps(holder()) + "\n").encode(), 0)
+        except OSError:
+            self.release()
+            raise
 
     def release(self) -> None:
         """Remove the lock file (while still holding it, so no one locks a file on its way out), then let go."""

@@ -59,5 +59,6 @@ def step(message: str) -> None:
     """Say that a long step starts, so that no one waits on a silent command (the `qbench` command only)."""
     if COMMAND["running"]:
         from rich.console import Console
+        from rich.markup import escape
 
-        Console().print(f"[dim]{message}[/dim]", highlight=False, soft_wrap=True)
+        Console().print(f"[dim]{escape(message)}[/dim]", highlight=False, soft_wrap=True)

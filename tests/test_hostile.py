@@ -140,6 +140,21 @@ def test_case9_a_model_name_with_glob_and_markup_characters_resumes_and_prints_w
     assert named.is_dir()
 
 
+def test_case9_a_model_name_with_markup_characters_prints_whole_while_it_loads_and_trains(checkpoint, tmp_path,
+                                                                                         monkeypatch, capsys):
+    from qbench import verbosity
+
+    monkeypatch.setitem(verbosity.COMMAND, "running", True)
+    verbosity.step("loading tiny[x] (d[x]/ckpt) on cpu in fp32")  # as `qbench run` says it
+    assert "loading tiny[x] (d[x]/ckpt) on cpu" in capsys.readouterr().out
+    named = altered(checkpoint, tmp_path / "ckpt", name="tiny[x]")
+    trained = qbench_cli("train", "--model", named, "--steps", "1", "--batch-size", "2", "--recipe", "cobra",
+                         "--device", "cpu", *conversations(tmp_path / "data", ["red", "green", "blue", "yellow"]),
+                         "--output", tmp_path / "out")
+    assert trained.exit_code == 0, trained.output
+    assert "tiny[x] finetune step 1/1" in trained.output
+
+
 # --- case 3: speed and workload rows are never lost -------------------------------------------------------------------
 SPEED = ["speed", "--engine", "eager", "--new-tokens", "2", "--repeats", "1", "--dtype", "fp32", "--device", "cpu"]
 WORKLOAD = ["workload", "--stream", "vizwiz", "--questions", "3", "--plain-questions", "2", "--plain-batch-size", "2",
@@ -478,3 +493,52 @@ def test_case9_a_disk_filling_mid_save_keeps_the_last_checkpoint_and_training_re
     assert again.exit_code == 0, again.output
     record = json.loads((out / "train.json").read_text())
     assert record["finished"] and [step for step, _ in record["log"]] == [1, 2, 3, 4]
+
+
+def test_case9_a_full_disk_in_the_weights_writer_is_one_line_naming_the_file_and_training_resumes(tmp_path,
+                                                                                                   monkeypatch):
+    import safetensors
+
+    from qbench.checkpoints import native
+
+    data = conversations(tmp_path / "data", ["red", "green", "blue", "yellow"])
+    saves, save_file = [], native.save_file
+
+    def filling(state, filename, *args, **kwargs):  # what safetensors raises when the device fills up
+        saves.append(filename)
+        if len(saves) == 2:
+            raise safetensors.SafetensorError("Error while serializing: I/O error: No space left on device (os "
+                                              "error 28)")
+        return save_file(state, filename, *args, **kwargs)
+
+    monkeypatch.setattr(native, "save_file", filling)
+    out = tmp_path / "run"
+    failed_after_work(qbench_cli(*TRAIN, *data, "--output", out), "no space left on the device while writing",
+                      f"{out / 'resume.new' / 'model.safetensors.tmp'}")
+    assert loop.sealed_step(out / "resume") == 1
+    monkeypatch.setattr(native, "save_file", save_file)
+    again = qbench_cli(*TRAIN, *data, "--output", out)
+    assert again.exit_code == 0, again.output
+
+
+@pytest.mark.parametrize("raised,free,named", [
+    (OSError(28, "No space left on device"), 10 ** 9, True),  # a buffered write's error names no file
+    (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"), 0, True),  # torch.save
+    (RuntimeError("unexpected pos 576 vs 534"), 10 ** 9, False),  # not the disk: kept as it was
+    (OSError(5, "Input/output error"), 0, False),
+])
+def test_case9_a_full_disk_is_named_whichever_library_was_writing(tmp_path, monkeypatch, raised, free, named):
+    import errno
+    import shutil as shutil_module
+
+    from qbench import folder
+
+    monkeypatch.setattr(folder.shutil, "disk_usage",
+                        lambda path: shutil_module._ntuple_diskusage(10 ** 10, 10 ** 10 - free, free))
+    with pytest.raises(type(raised) if not named else OSError) as caught:
+        with folder.naming_full_disk(tmp_path / "trainer.pt"):
+            raise raised
+    if named:
+        assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "trainer.pt")
+    else:
+        assert caught.value is raised

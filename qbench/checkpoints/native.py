@@ -15,6 +15,7 @@ from qbench.checkpoints.base import (
     open_safetensors,
     shared_keys,
 )
+from qbench.folder import naming_full_disk
 from qbench.inputs import read_json, unreadable
 from qbench.backbones import BACKBONES
 from qbench.projectors import PROJECTORS
@@ -43,7 +44,8 @@ def save_native(vlm: VLM, directory: str | Path, metadata: dict[str, str] | None
     repeated = {key for keys in shared_keys(vlm) for key in keys[1:]}
     state = {k: v for k, v in state.items() if k not in repeated}
     tmp = directory / (WEIGHTS_FILE + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, tmp, metadata=metadata or {})
+    with naming_full_disk(tmp):
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, tmp, metadata=metadata or {})
     tmp.replace(directory / WEIGHTS_FILE)  # never leave a half-written checkpoint under the real name
     (directory / SPEC_FILE).write_text(vlm.spec.to_json())
     return directory

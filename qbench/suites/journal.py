@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from qbench.folder import naming_full_disk
+
 Key = tuple[str, int]  # (task, doc_id)
 PATTERN = "progress-rank*.jsonl"
 
@@ -48,7 +50,7 @@ class Journal:
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         if self.path is not None:
-            with self.path.open("a") as handle:
+            with naming_full_disk(self.path), self.path.open("a") as handle:
                 handle.write("".join(json.dumps(row) + "\n" for row in rows))
         self.rows.update((key(row), row) for row in rows)
 

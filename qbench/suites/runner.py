@@ -50,7 +50,7 @@ from qbench.inputs import (
     resolve_dtype,
 )
 from qbench.fingerprint import fingerprint, weights_digest
-from qbench.folder import FolderBusy, FolderLock, inside, write_atomic
+from qbench.folder import FolderBusy, FolderLock, inside, naming_full_disk, write_atomic
 from qbench.suites import journal
 from qbench.suites.lmms_model import ENGINES, QBenchLMM
 from qbench.suites.registry import Suite
@@ -318,7 +318,7 @@ def answer_and_score(lm: QBenchLMM, prepared: Prepared, limit: int | None, folde
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager
 
-    with muted():
+    with muted(), naming_full_disk(folder / LMMS_EVAL_FILES):  # lmms-eval writes its files there as it scores
         return simple_evaluate(model=lm, tasks=list(prepared.tasks.values()), limit=limit, bootstrap_iters=0,
                                log_samples=True, task_manager=TaskManager(include_defaults=False, model_name="qbench"),
                                cli_args=argparse.Namespace(output_path=str(folder / LMMS_EVAL_FILES),
@@ -369,9 +369,8 @@ def summarize(vlm: VLM, prepared: Prepared, settings: dict[str, Any], results: d
 def write_results(folder: Path, summary: dict[str, Any], rows: list[dict[str, Any]], results: dict[str, Any]) -> None:
     from lmms_eval.utils import handle_non_serializable
 
-    with (folder / "samples.jsonl").open("w") as handle:
-        handle.writelines(json.dumps(row) + "\n" for row in rows)
-    (folder / "lmms_eval_results.json").write_text(json.dumps(
+    write_atomic(folder / "samples.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    write_atomic(folder / "lmms_eval_results.json", json.dumps(
         {k: v for k, v in results.items() if k != "samples"}, indent=2, default=handle_non_serializable))
     write_atomic(folder / "summary.json", json.dumps(summary, indent=2) + "\n")  # last: the run is complete
     journal.clear(folder)

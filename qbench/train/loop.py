@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -31,7 +32,7 @@ from qbench.checkpoints.base import load_torch_file, open_safetensors
 from qbench.checkpoints.native import WEIGHTS_FILE, is_native, load_native
 from qbench.fingerprint import examples_fingerprint
 from qbench.inputs import UnreadableFile, UserError, read_json
-from qbench.folder import FolderBusy, FolderLock, write_atomic
+from qbench.folder import FolderBusy, FolderLock, naming_full_disk, write_atomic
 from qbench.spec import VLMSpec
 from qbench.speed.environment import environment
 from qbench.train.data import Example, batch_indices, shard
@@ -213,9 +214,10 @@ class Trainer:
             new = self.out / NEW_DIR
             discard(new)  # an unfinished save of an earlier run (recover() kept it if it was complete)
             save_native(self.vlm, new, state=weights)
-            torch.save({"identity": self.identity, "stage": self.stage_index, "step": self.step, "log": self.log,
-                        "step_seconds": self.step_seconds, "skipped": self.skipped, "rng": torch.get_rng_state(),
-                        "optimizer": optimizer_state, "scheduler": scheduler.state_dict()}, new / TRAINER_FILE)
+            with naming_full_disk(new / TRAINER_FILE):
+                torch.save({"identity": self.identity, "stage": self.stage_index, "step": self.step, "log": self.log,
+                            "step_seconds": self.step_seconds, "skipped": self.skipped, "rng": torch.get_rng_state(),
+                            "optimizer": optimizer_state, "scheduler": scheduler.state_dict()}, new / TRAINER_FILE)
             seal(new, self.global_step)
             swap_in(self.out)
             self.write_log(finished=False)
@@ -305,8 +307,9 @@ class Trainer:
                     if self.global_step < self.config.steps:  # after the last step, finish() saves
                         self.save_resume(model, optimizer, scheduler)
                     if self.accelerator.is_main_process:
-                        progress.console.log(f"{self.spec.name} {stage.name} step {self.step}/{total} loss {loss:.4f} "
-                                             f"({self.median_step_seconds():.3f} s/step)", highlight=False)
+                        progress.console.log(f"{escape(self.spec.name)} {stage.name} step {self.step}/{total} "
+                                             f"loss {loss:.4f} ({self.median_step_seconds():.3f} s/step)",
+                                             highlight=False)
         return done
 
     def train_step(self, model: nn.Module, params: list[nn.Parameter], optimizer: torch.optim.Optimizer) -> float:
@@ -330,8 +333,8 @@ class Trainer:
         return accelerator.reduce(loss_sum.detach(), reduction="sum").item() / tokens
 
     def progress(self, stage: Stage) -> Progress:
-        return Progress(TextColumn(f"[bold]{self.spec.name}[/] {stage.name}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
+        return Progress(TextColumn(f"[bold]{escape(self.spec.name)}[/] {stage.name}"), BarColumn(),
+                        MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
                         disable=not self.show_progress)
 
     def finish(self) -> None:
