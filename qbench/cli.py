@@ -479,7 +479,8 @@ def ablate(
 def compare(run_a: str = typer.Argument(..., help="Run folder A (results/runs/...)."),
             run_b: str = typer.Argument(..., help="Run folder B, over the same samples."),
             disagreements: str = typer.Option("", help="CSV of the samples on which A and B differ "
-                                                       "(default: disagreements.csv in folder A)."),
+                                                       "(default: disagreements_with_<B's folder name>.csv in folder "
+                                                       "A: comparing A with another run writes another file)."),
             as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON (warnings go to "
                                                                 "stderr).")) -> None:
     """Paired comparison of two runs: per task the difference A - B in percentage points, its 95% interval and
@@ -489,7 +490,8 @@ def compare(run_a: str = typer.Argument(..., help="Run folder A (results/runs/..
     from qbench.compare import compare_runs
     from qbench.runs import read_run
 
-    found = compare_runs(read_run(run_a), read_run(run_b), disagreements or Path(run_a) / "disagreements.csv")
+    disagreements = disagreements or Path(run_a) / f"disagreements_with_{Path(run_b).resolve().name}.csv"
+    found = compare_runs(read_run(run_a), read_run(run_b), disagreements)
     if found["provenance_differs"]:
         warn(f"the runs differ in {', '.join(found['provenance_differs'])}", stderr=as_json)
     if as_json:
@@ -500,8 +502,7 @@ def compare(run_a: str = typer.Argument(..., help="Run folder A (results/runs/..
         console.print(f"{task} {row['metric']}: A - B = {row['difference']:+.1f} points [{lo:+.1f}, {hi:+.1f}], "
                       f"{row['p_text']} ({row['test']}, n={row['n']}): {row['verdict']}", highlight=False,
                       markup=False)
-    console.print(f"disagreements: {disagreements or Path(run_a) / 'disagreements.csv'}", highlight=False,
-                  markup=False)
+    console.print(f"disagreements: {disagreements}", highlight=False, markup=False)
 
 
 def wrote(what: str) -> None:

@@ -43,6 +43,18 @@ def test_compare_gives_the_known_difference_verdict_and_disagreeing_samples(tmp_
         same.output
 
 
+def test_comparing_a_with_two_runs_keeps_both_disagreement_files(tmp_path):
+    a = write_run(tmp_path / "a", {"gqa": [1] * 60 + [0] * 40})
+    b = write_run(tmp_path / "b", {"gqa": [0] * 100})
+    c = write_run(tmp_path / "c", {"gqa": [1] * 100})
+    assert compare(a, b).exit_code == 0 and compare(a, c).exit_code == 0
+    rows = {}
+    for other in ("b", "c"):
+        with (a / f"disagreements_with_{other}.csv").open() as handle:
+            rows[other] = len(list(csv.DictReader(handle)))
+    assert rows == {"b": 60, "c": 40}
+
+
 def test_compare_refuses_different_samples_and_warns_on_provenance_on_stderr(tmp_path):
     a = write_run(tmp_path / "a", {"gqa": [1, 0, 1]})
     other = write_run(tmp_path / "b", {}, sample_rows("gqa", [1, 0, 1], question_ids=["0", "1", "7"]))
