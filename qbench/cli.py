@@ -100,7 +100,8 @@ def main(debug: bool = typer.Option(False, "--debug", envvar="QBENCH_DEBUG",
 
 
 def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    """One `error: ...` line on stderr (stdout may carry data, as `compare --json`'s), and exit status 2."""
+    errors.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

@@ -86,6 +86,12 @@ def test_a_score_that_is_not_a_finite_number_is_refused_naming_the_file(tmp_path
     refused(compare(a, a), f"{a / 'samples.jsonl'} line 2 has score {shown}", "not a finite number")
 
 
+def test_an_error_of_compare_json_goes_to_stderr_and_stdout_stays_empty(tmp_path):
+    a = write_run(tmp_path / "a", {"gqa": [1] * 10})
+    result = compare(a, tmp_path / "nowhere", "--json")
+    assert result.exit_code == 2 and result.stdout == "" and result.stderr.startswith("error:")
+
+
 def test_all_nan_scores_are_refused(tmp_path):
     rows = [{**row, "score": float("nan")} for row in sample_rows("gqa", [0, 0])]
     a = write_run(tmp_path / "a", {}, rows, metrics={"gqa": {"exact_match": 0.0}})
