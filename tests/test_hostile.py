@@ -472,25 +472,13 @@ def test_case9_a_disk_filling_mid_run_is_one_line_and_the_run_resumes(tmp_path, 
 
 
 def test_case9_a_disk_filling_mid_save_keeps_the_last_checkpoint_and_training_resumes(tmp_path, monkeypatch):
-    data = conversations(tmp_path / "data", ["red", "green", "blue", "yellow"])
-    saves, save = [], loop.save_native
+    def half_written(vlm, directory, *args, **kwargs):
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / "model.safetensors").write_bytes(b"half")
+        raise no_space(Path(directory) / "model.safetensors")
 
-    def filling(vlm, directory, *args, **kwargs):
-        saves.append(directory)
-        if len(saves) == 2:
-            Path(directory).mkdir(parents=True, exist_ok=True)
-            (Path(directory) / "model.safetensors").write_bytes(b"half")
-            raise no_space(Path(directory) / "model.safetensors")
-        return save(vlm, directory, *args, **kwargs)
-
-    monkeypatch.setattr(loop, "save_native", filling)
-    out = tmp_path / "run"
-    failed_after_work(qbench_cli(*TRAIN, *data, "--output", out), "no space left on the device while writing",
-                      f"{out / 'resume.new' / 'model.safetensors'}")
-    assert loop.sealed_step(out / "resume") == 1
-    monkeypatch.setattr(loop, "save_native", save)
-    again = qbench_cli(*TRAIN, *data, "--output", out)
-    assert again.exit_code == 0, again.output
+    out = the_second_save_fills_the_disk(tmp_path, monkeypatch, loop, "save_native", half_written,
+                                         "resume.new/model.safetensors")
     record = json.loads((out / "train.json").read_text())
     assert record["finished"] and [step for step, _ in record["log"]] == [1, 2, 3, 4]
 
@@ -501,24 +489,32 @@ def test_case9_a_full_disk_in_the_weights_writer_is_one_line_naming_the_file_and
 
     from qbench.checkpoints import native
 
+    def full(state, filename, *args, **kwargs):  # what safetensors raises when the device fills up
+        raise safetensors.SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    the_second_save_fills_the_disk(tmp_path, monkeypatch, native, "save_file", full,
+                                   "resume.new/model.safetensors.tmp")
+
+
+def the_second_save_fills_the_disk(tmp_path, monkeypatch, owner, name: str, fill, written: str) -> Path:
+    """Train with `owner.name` replaced by `fill` on its second call (the first checkpoint is saved): one error line
+    naming `written` (under the output), the first checkpoint kept; the same command then finishes. The output."""
     data = conversations(tmp_path / "data", ["red", "green", "blue", "yellow"])
-    saves, save_file = [], native.save_file
+    calls, real = [], getattr(owner, name)
 
-    def filling(state, filename, *args, **kwargs):  # what safetensors raises when the device fills up
-        saves.append(filename)
-        if len(saves) == 2:
-            raise safetensors.SafetensorError("Error while serializing: I/O error: No space left on device (os "
-                                              "error 28)")
-        return save_file(state, filename, *args, **kwargs)
+    def second_fills(*args, **kwargs):
+        calls.append(args)
+        return (fill if len(calls) == 2 else real)(*args, **kwargs)
 
-    monkeypatch.setattr(native, "save_file", filling)
+    monkeypatch.setattr(owner, name, second_fills)
     out = tmp_path / "run"
     failed_after_work(qbench_cli(*TRAIN, *data, "--output", out), "no space left on the device while writing",
-                      f"{out / 'resume.new' / 'model.safetensors.tmp'}")
+                      f"{out / written}")
     assert loop.sealed_step(out / "resume") == 1
-    monkeypatch.setattr(native, "save_file", save_file)
+    monkeypatch.setattr(owner, name, real)
     again = qbench_cli(*TRAIN, *data, "--output", out)
     assert again.exit_code == 0, again.output
+    return out
 
 
 @pytest.mark.parametrize("raised,free,named", [
