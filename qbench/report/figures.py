@@ -88,30 +88,29 @@ def successful_speed(results: Results, batch_one: bool = True) -> pd.DataFrame:
     return speed[(speed["batch"] == 1) & speed["batch_search"].isna()] if batch_one else speed
 
 
-def new_token_counts(results: Results, batch_one: bool = True, widest: str | None = None) -> list[int]:
-    """The counts of new tokens of the successful speed rows, the one with the most rows (or the most distinct
-    `widest` values) first: rows generating different numbers of tokens are different measurements."""
-    speed = successful_speed(results, batch_one)
+def by_new_tokens(speed: pd.DataFrame, widest: str | None = None) -> list[int]:
+    """The counts of new tokens in `speed`, the one with the most rows (or the most distinct `widest` values) first:
+    rows generating different numbers of tokens are different measurements."""
     spread = speed.groupby("new_tokens")[widest].nunique() if widest else speed.groupby("new_tokens").size()
     return [int(count) for count, _ in sorted(spread.items(), key=lambda item: (item[1], item[0]), reverse=True)]
 
 
 def curve_lengths(results: Results) -> list[int]:
-    """The counts of new tokens worth a figure against visual tokens: the first of `new_token_counts`, and the
-    others measured at more than one visual token count."""
-    counts = new_token_counts(results)
+    """The counts of new tokens worth a figure against visual tokens: the first of `by_new_tokens`, and the others
+    measured at batch 1 at more than one visual token count."""
+    speed = successful_speed(results)
+    counts = by_new_tokens(speed)
     return counts[:1] + [count for count in counts[1:]
-                         if ok_speed(results, new_tokens=count)["visual_tokens"].nunique() > 1]
+                         if speed.loc[speed["new_tokens"] == count, "visual_tokens"].nunique() > 1]
 
 
 def ok_speed(results: Results, batch_one: bool = True, widest: str | None = None,
              new_tokens: int | None = None) -> pd.DataFrame:
-    """Successful speed rows at one count of new tokens: `new_tokens`, or the first of `new_token_counts`."""
-    counts = new_token_counts(results, batch_one, widest)
-    if not counts:
-        raise NoData("no speed sweep with successful rows under results/speed/")
+    """Successful speed rows at one count of new tokens: `new_tokens`, or the first of `by_new_tokens`."""
     speed = successful_speed(results, batch_one)
-    return speed[speed["new_tokens"] == (counts[0] if new_tokens is None else new_tokens)]
+    if speed.empty:
+        raise NoData("no speed sweep with successful rows under results/speed/")
+    return speed[speed["new_tokens"] == (by_new_tokens(speed, widest)[0] if new_tokens is None else new_tokens)]
 
 
 def speed_caption(fig: Figure, speed: pd.DataFrame) -> None:
@@ -496,10 +495,15 @@ class FigureSpec:
         says what it lacks)."""
         if self.split.startswith("device"):
             devices = sorted(set(results.speed["gpu"]), key=lambda device: (device == "cpu", device))
-            found = [(device, partial(self.draw, results.on(device.__eq__))) for device in devices]
-            if self.split == "device-length":
-                found = [(f"{device}, {count} new tokens" if i else device, partial(draw, new_tokens=count))
-                         for device, draw in found for i, count in enumerate(curve_lengths(draw.args[0]))]
+            found = []
+            for device in devices:
+                measured = results.on(device.__eq__)
+                if self.split == "device-length":
+                    found += [(f"{device}, {count} new tokens" if i else device,
+                               partial(self.draw, measured, new_tokens=count))
+                              for i, count in enumerate(curve_lengths(measured))]
+                else:
+                    found.append((device, partial(self.draw, measured)))
         elif self.split == "ablation":
             found = [(name, partial(self.draw, results, name)) for name in sorted(set(results.ablation["name"]))]
         else:
