@@ -43,7 +43,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 started=$(date +%s)
 
 speed() {
-  python3 -m qbench.cli speed --model "$HYBRIDS,$BESIDE" --tokens "$TOKENS" --batch 1 --engine "$ENGINE" \
+  python3 -m qbench.cli speed --model "$HYBRIDS,$BESIDE" --tokens "$TOKENS" --batch-size 1 --engine "$ENGINE" \
     --new-tokens 64 --repeats 2 --device "$DEVICE" --dtype "$DTYPE" --output "$OUT/speed"
 }
 scale() {  # MODELS SEARCH_MODELS: bench/speed_scale.sh's long-context and largest-batch sweeps, 2 repeats

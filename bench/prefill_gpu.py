@@ -31,9 +31,9 @@ from qbench.backbones.kernels import installed
 from qbench.backbones.state import load_rows
 from qbench.presets import get_preset
 from qbench.speed.environment import environment
-from qbench.speed.flops import image_flops, peak_flops
+from qbench.speed.flops import image_flops, peak_flops, token_flops
 from qbench.speed.reference import reference_model
-from qbench.vlm import build_vlm, count_parameters, default_dtype
+from qbench.vlm import build_vlm, default_dtype
 
 PROMPTS, PROMPT_TOKENS, REPEATS = 16, 745, 5
 VISION_BATCHES = (16, 32, 64)
@@ -94,7 +94,7 @@ def prefill_speed(name: str, peak: float | None) -> list[dict]:
         backbone = build_backbone(get_preset(name).backbone).eval()
     ids = torch.randint(3, 50000, (PROMPTS, PROMPT_TOKENS), device="cuda")
     embeds, mask = backbone.embed(ids), torch.ones_like(ids)
-    flops = 2.0 * sum(count_parameters(block) for block in backbone.blocks()) * ids.numel()
+    flops = token_flops(backbone) * ids.numel()
     ways = {"qbench layers": lambda: backbone.prefill(embeds, mask, backbone.new_state(PROMPTS, PROMPT_TOKENS + 1)),
             "transformers layers": lambda: backbone.reference()(input_ids=ids, attention_mask=mask, logits_to_keep=1)}
     if backbone.mamba_ssm_mixer and installed("mamba_ssm"):

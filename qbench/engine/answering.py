@@ -115,6 +115,10 @@ class AnsweringEngine:
         self.device = vlm.device
         self.decoders: dict[int, EagerDecoder] = {}  # batch -> decoder over its own state
         self.banks: dict[int, DecodeState] = {}  # prefix length -> state of `window` rows
+        self.reset_tallies()
+
+    def reset_tallies(self) -> None:
+        """Start the time of each stage and the counts of what was done from zero (after a warm-up)."""
         self.seconds = dict.fromkeys(STAGES, 0.0)
         self.counts = dict.fromkeys(COUNTS, 0)
 

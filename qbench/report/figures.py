@@ -84,8 +84,12 @@ def outside(fig: Figure, handles: list[object]) -> None:
 def successful_speed(results: Results, batch_one: bool = True) -> pd.DataFrame:
     """The newest successful speed rows (at batch 1, asked, where `batch_one`)."""
     speed = latest_speed(results)
-    speed = speed[speed["status"] == "ok"]
-    return speed[(speed["batch"] == 1) & speed["batch_search"].isna()] if batch_one else speed
+    return batch_one_ok(speed) if batch_one else speed[speed["status"] == "ok"]
+
+
+def batch_one_ok(speed: pd.DataFrame) -> pd.DataFrame:
+    """The successful rows measured at batch 1 as asked (not found by a largest-batch search)."""
+    return speed[(speed["status"] == "ok") & (speed["batch"] == 1) & speed["batch_search"].isna()]
 
 
 def by_new_tokens(speed: pd.DataFrame, widest: str | None = None) -> list[int]:
@@ -457,8 +461,7 @@ def full_batch(results: Results) -> tuple[Figure, pd.DataFrame]:
     new_tokens = searched["new_tokens"].value_counts().idxmax()
     searched = searched[searched["new_tokens"] == new_tokens]
     keys = ["gpu", "model", "engine", "new_tokens"]
-    single = speed[(speed["batch"] == 1) & speed["batch_search"].isna() & (speed["status"] == "ok")]
-    single = single.merge(searched[keys].drop_duplicates(), on=keys)
+    single = batch_one_ok(speed).merge(searched[keys].drop_duplicates(), on=keys)
     models = sorted(set(searched["model"]))
     fig, axes = canvas(1, 2, figsize=(11, 4.3))
     engines = lines(axes[0], searched, "visual_tokens", "largest_batch", models)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from qbench.backbones.base import Backbone
 from qbench.vlm import VLM, count_parameters
 
 # Dense tensor-core peaks as NVIDIA publishes them (TFLOP/s), by the start of torch's device name; fp32 without TF32
@@ -45,9 +46,9 @@ def image_flops(vlm: VLM) -> float:
     return total + vlm.vision.num_patches * matmul_flops(vlm.projector)
 
 
-def token_flops(vlm: VLM) -> float:
+def token_flops(backbone: Backbone) -> float:
     """One token through every LLM block (embedding lookups and the head not included)."""
-    return sum(matmul_flops(block) for block in vlm.backbone.blocks())
+    return sum(matmul_flops(block) for block in backbone.blocks())
 
 
 def head_flops(vlm: VLM) -> float:

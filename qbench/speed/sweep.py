@@ -217,18 +217,18 @@ def measure_all(config: SweepConfig, results: SpeedResults, bandwidth: float | N
                  f"({config.checkpoint or 'random weights'}, {config.dtype} on {config.device})")
             built = ((model, tokens), safely(functools.partial(build, config, model, tokens)))
         vlm = built[1]
-        if not isinstance(vlm, BaseException):
-            step(f"timing {row['model']} batch {row['batch']} {point.engine}: a warm-up and {point.repeats} "
-                 f"repeat(s) of {point.new_tokens} new tokens")
         if isinstance(vlm, BaseException):
             row |= failed(vlm) | ({} if point.batch else {"batch": 1, "batch_search": "largest", "largest_batch": 0})
-        elif point.batch:
-            row |= run_point(vlm, point, bandwidth)
         else:
-            search = search_largest(vlm, point, config.batch_limit, lambda attempt: on_try(row | attempt))
-            measured, at = run_largest(vlm, point, search, config.measure_tokens, bandwidth)
-            results.add_search({key: row[key] for key in SEARCH_KEYS} | search_record(search, at, vlm))
-            row |= measured
+            step(f"timing {row['model']} batch {row['batch']} {point.engine}: a warm-up and {point.repeats} "
+                 f"repeat(s) of {point.new_tokens} new tokens")
+            if point.batch:
+                row |= run_point(vlm, point, bandwidth)
+            else:
+                search = search_largest(vlm, point, config.batch_limit, lambda attempt: on_try(row | attempt))
+                measured, at = run_largest(vlm, point, search, config.measure_tokens, bandwidth)
+                results.add_search({key: row[key] for key in SEARCH_KEYS} | search_record(search, at, vlm))
+                row |= measured
         results.add(row)
         on_row(row)
 

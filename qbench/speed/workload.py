@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from qbench.backbones import BACKBONES
-from qbench.engine.answering import COUNTS, STAGES, AnsweringEngine, AnsweringSettings, device_settings, image_key
+from qbench.engine.answering import STAGES, AnsweringEngine, AnsweringSettings, device_settings, image_key
 from qbench.folder import Interrupted, hold, write_table
 from qbench.inputs import dtype_name
 from qbench.presets import get_preset
@@ -125,7 +125,7 @@ def time_engine(vlm: VLM, requests: list[Request], settings: AnsweringSettings) 
     max_len = max(decoder.max_len for decoder in engine.decoders.values())
     for size in (1 << power for power in range((settings.batch - 1).bit_length() + 1)):
         engine.decoder(size, max_len)
-    engine.seconds, engine.counts = dict.fromkeys(STAGES, 0.0), dict.fromkeys(COUNTS, 0)
+    engine.reset_tallies()
     synchronize(vlm.device)
     started = time.perf_counter()
     answers = engine.answer_tokens([r.image for r in requests], [r.question for r in requests],
@@ -140,7 +140,7 @@ def time_engine(vlm: VLM, requests: list[Request], settings: AnsweringSettings) 
 def utilisation(vlm: VLM, engine: AnsweringEngine, seconds: float, requests: int) -> dict[str, float | None]:
     """Model-FLOP utilisation of each stage and of the whole stream (qbench.speed.flops), and its model TFLOP/s; no
     MFU where the device's peak is not known (a CPU)."""
-    token, head, counts = token_flops(vlm), head_flops(vlm), engine.counts
+    token, head, counts = token_flops(vlm.backbone), head_flops(vlm), engine.counts
     flops = {"vision": counts["images"] * image_flops(vlm),
              "prefill": counts["prefix_tokens"] * token + counts["images"] * head,
              "question": counts["question_tokens"] * token + requests * head,
