@@ -490,6 +490,7 @@ def evaluate(vlm: VLM, suite: str = "mini", limit: int | None = None, output: st
     without it, the run is identified by the weights' own digest.
     The VLM is evaluated in eval mode and given back in the mode it came in; global random states are untouched.
     """
+    check_caches()
     init_distributed(vlm.device)
     prepared = prepare(suite, data_dir, variants, MAX_NEW_TOKENS)
     info = checkpoint_info(checkpoint) if checkpoint else {"source": "in-memory", "sha256": weights_digest(vlm),

@@ -108,12 +108,14 @@ def cache_for(local: Path) -> str:
 def provenance(task: SuiteTask, data_dir: Path, loaded: Any) -> dict[str, str | None]:
     """Where a task's data came from (summary.json's data[task], and part of a run's identity): the local copy and
     its fingerprint, or the hub id and the revision that was loaded."""
-    config = like_config(task)
-    own = None if task.dataset else local_data(task, config)
-    if own is not None:
-        return {"source": "local", "hub_id": None, "revision": None, "path": str(own.resolve()),
-                "fingerprint": fingerprint(own)}
-    dataset = task.dataset or config["dataset_path"]
+    dataset = task.dataset
+    if not dataset:
+        config = like_config(task)
+        own = local_data(task, config)
+        if own is not None:
+            return {"source": "local", "hub_id": None, "revision": None, "path": str(own.resolve()),
+                    "fingerprint": fingerprint(own)}
+        dataset = config["dataset_path"]
     local = local_copy(data_dir, dataset)
     if local is None:
         revision = hub_revision(loaded)
@@ -244,7 +246,6 @@ def load_tasks(suite: Suite, data_dir: Path, variants: list[Variant], max_new_to
     """name -> lmms-eval Task with its data loaded; DataNotFound names the dataset and how to make a local copy."""
     from lmms_eval.api.task import ConfigurableTask
 
-    check_caches()
     check_variants(suite, variants)
     tasks: dict[str, Any] = {}
     for task in suite.tasks:
