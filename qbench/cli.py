@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from qbench.inputs import UserError
+from qbench.inputs import UserError, process_rank
 
 
 # Old spellings of options, still taken (hidden from --help) by every command that has the new one.
@@ -397,9 +397,11 @@ def train(
         check_device(device)
     source = resolve_source(model)
     check_ready(source)
-    begin = resolve_source(start, start_checkpoint) if start else source if source.own_folder else None
-    if begin is not None:
+    if start:
+        begin = resolve_source(start, start_checkpoint)
         check_ready(begin)
+    else:
+        begin = source if source.own_folder else None
     ensure_writable(output, "--output")
     if data == "mini":
         from qbench.ablate import mini_examples
@@ -567,11 +569,10 @@ def run(
 
 def interrupted(kept: str, then: str = "resumes") -> None:
     """After Ctrl-C: one line saying what was kept and the command that resumes it; exit 130 as a shell does."""
-    import os
     import shlex
     import sys
 
-    if os.environ.get("RANK", "0") == "0":  # one line for a torchrun job, not one per process
+    if process_rank()[0] == 0:  # one line for a torchrun job, not one per process
         command = shlex.join(["qbench", *sys.argv[1:]])
         console.print(f"[yellow]interrupted:[/yellow] {escape(kept)}; `{escape(command)}` {then}",
                       highlight=False, soft_wrap=True)
