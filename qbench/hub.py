@@ -26,9 +26,9 @@ def how_to_fix(repo_id: str) -> str:
             f"DIR as the path, or set QBENCH_HUB_DIR so that DIR is $QBENCH_HUB_DIR/{repo_id}.")
 
 
-def resolve_repo(source: str, what: str = "weights", files: list[str] | None = None) -> str:
+def resolve_repo(source: str, what: str = "weights", files: list[str] | None = None, local_only: bool = False) -> str:
     """A local directory holding `source`: the path itself, its mirror under $QBENCH_HUB_DIR, or the hub cache
-    (fetching only the `files` glob patterns, where given)."""
+    (fetching only the `files` glob patterns, where given; never asking the hub where `local_only`)."""
     if Path(source).exists():
         return str(source)
     mirror = mirror_path(source)
@@ -37,7 +37,7 @@ def resolve_repo(source: str, what: str = "weights", files: list[str] | None = N
     try:
         from huggingface_hub import snapshot_download
 
-        return snapshot_download(source, allow_patterns=files)
+        return snapshot_download(source, allow_patterns=files, local_files_only=local_only)
     except Exception as error:  # offline, unknown repo, no network: all mean the same to the user
         raise WeightsNotFound(f"cannot find {what} {source!r}: not a local path"
                               f"{', not under $QBENCH_HUB_DIR' if mirror else ''}, and the hub did not answer "

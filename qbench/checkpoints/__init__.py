@@ -17,14 +17,8 @@ from qbench.checkpoints.source import (
 )
 from qbench.checkpoints.repos import needed_repos, require
 from qbench.hub import WeightsNotFound
-from qbench.inputs import DTYPES, resolve_dtype
-from qbench.spec import VLMSpec
+from qbench.inputs import resolve_dtype
 from qbench.vlm import VLM
-
-
-def model_spec(model: str) -> VLMSpec:
-    """The spec of a preset, alias or qbench checkpoint folder; UnknownName lists the presets."""
-    return resolve_source(model).spec
 
 
 def check_ready(source: ModelSource) -> None:
@@ -53,7 +47,6 @@ def load_vlm(model: str | ModelSource, checkpoint: str | None = None, device: st
 
 
 __all__ = [
-    "DTYPES",
     "FORMATS",
     "LAYOUTS",
     "CheckpointMismatch",
@@ -61,9 +54,7 @@ __all__ = [
     "WeightsNotFound",
     "check_ready",
     "load_vlm",
-    "model_spec",
     "read_spec",
-    "resolve_dtype",
     "resolve_source",
     "save_native",
 ]

@@ -58,14 +58,9 @@ class Repo:
 
     def found(self) -> str | None:
         """Where it is on this machine (the mirror or the hub cache), without asking the hub; None if nowhere."""
-        mirror = mirror_path(self.repo_id)
-        if mirror is not None and mirror.exists():
-            return str(mirror)
         try:
-            from huggingface_hub import snapshot_download
-
-            return snapshot_download(self.repo_id, allow_patterns=list(self.files) or None, local_files_only=True)
-        except Exception:  # not in the cache, in whatever way the hub client says it
+            return resolve_repo(self.repo_id, what=self.role, files=list(self.files) or None, local_only=True)
+        except WeightsNotFound:
             return None
 
 

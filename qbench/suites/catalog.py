@@ -42,6 +42,17 @@ def lmms_eval_index() -> dict[str, dict[str, Any]]:
     return TaskManager(include_defaults=True).task_index
 
 
+def lmms_eval_has(name: str) -> bool:
+    """Whether lmms-eval defines a task of this name."""
+    from qbench.suites.tasks import task_yaml
+
+    try:
+        task_yaml(name)
+    except UnknownName:
+        return False
+    return True
+
+
 class Catalog:
     """Task names -> SuiteTasks, over the given include paths, qbench's suites and lmms-eval's tasks."""
 
@@ -71,13 +82,8 @@ class Catalog:
             return self.own_tasks(name)
         if name in suite_tasks():
             return [suite_tasks()[name]]
-        from qbench.suites.tasks import task_yaml
-
-        try:
-            task_yaml(name)
+        if lmms_eval_has(name):
             return [SuiteTask(name, name)]
-        except UnknownName:
-            pass
         if name in self.lmms_eval:
             return [task for member in members(name, self.lmms_eval[name]) for task in self.tasks(member)]
         where = f"the include paths ({', '.join(map(str, self.include_paths))}), " if self.include_paths else ""
@@ -92,14 +98,7 @@ class Catalog:
                             "in YAML (a doc_to_text, doc_to_visual, metric_list, ...)")
         if entry["type"] != "task":
             return [task for member in members(name, entry) for task in self.tasks(member)]
-        from qbench.suites.tasks import task_yaml
-
-        try:
-            task_yaml(name)
-            taken = True
-        except UnknownName:
-            taken = name in suite_tasks()
-        if taken:
+        if lmms_eval_has(name) or name in suite_tasks():
             raise UserError(f"task {name} in {entry['yaml_path']} has the name of a task qbench or lmms-eval already "
                             "defines (lmms-eval's CLI would run that one): give yours another name")
         return [SuiteTask(name, name, config=str(Path(entry["yaml_path"]).resolve()))]

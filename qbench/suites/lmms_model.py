@@ -100,9 +100,8 @@ class QBenchLMM(lmms):
         self.max_new_tokens = int(max_new_tokens)
         self.journal = journal if journal is not None else Journal()
         self.generated = 0  # samples answered by the model in this process (not taken from the journal)
-        self.seconds = 0.0  # time spent answering them
-        # where that time went: in the engine, and waiting for the reader (documents and images, read in a thread
-        # while the engine answers the batch before); `reading` is the reader's own time, mostly overlapped
+        # where the time answering them went: in the engine, and waiting for the reader (documents and images, read
+        # in a thread while the engine answers the batch before); `reading` is the reader's own time, mostly overlapped
         self.timing = dict.fromkeys(("engine", "waiting", "reading"), 0.0)
         self._raw_docs: dict[tuple[str, str], Any] = {}
         self.engine = engine
@@ -184,8 +183,12 @@ class QBenchLMM(lmms):
                 row["answer"] = cut(text, [until] if isinstance(until, str) else until)
         self.timing["engine"] += time.perf_counter() - engine_started
         self.generated += len(batch)
-        self.seconds += time.perf_counter() - started
         return rows
+
+    @property
+    def seconds(self) -> float:
+        """Time spent answering: waiting for the reader, then in the engine."""
+        return self.timing["waiting"] + self.timing["engine"]
 
     def raw_doc(self, task: str, split: str, doc_id: int) -> dict[str, Any]:
         """The document without decoding its image (which may be what is broken)."""
