@@ -10,6 +10,7 @@ import torch
 from tiny_backbones import tiny_family
 
 from qbench.backbones.decode import greedy_decode
+from qbench.backbones.mamba_layers import layer_state
 from qbench.backbones.mamba_step import TORCH_OPS, fused_step, layers_of
 from qbench.presets import get_preset
 
@@ -27,7 +28,7 @@ def prompts(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def states_of(state) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(layer.conv_states[0], layer.recurrent_states[0]) for layer in state.cache.layers]
+    return [layer_state(state.cache, index) for index in range(len(state.cache.layers))]
 
 
 @pytest.mark.parametrize("preset", PRESETS)

@@ -18,7 +18,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from qbench.backbones.kernels import kernel_path
-from qbench.backbones.state import DecodeState, cache_tensors, restore_rows, saved_rows
+from qbench.backbones.state import DecodeState, cache_tensors
 from qbench.spec import BackboneSpec
 
 
@@ -103,15 +103,7 @@ class Backbone(nn.Module, ABC):
     def step(self, ids: torch.Tensor, state: DecodeState) -> torch.Tensor:
         """One token per sequence [B] in, logits [B, V] out; updates `state` in place (CUDA-graph safe)."""
 
+    @abstractmethod
     def extend(self, ids: torch.Tensor, mask: torch.Tensor, state: DecodeState) -> torch.Tensor:
         """Continue each row of a state that holds a prompt's start by tokens [B, L] (left-padded, `mask` [B, L]);
-        logits of their last position [B, V]. Here, one step per position, each row's state put back where it was
-        still padding; a backbone that can take the chunk at once overrides this."""
-        logits = None
-        for position in range(ids.shape[1]):
-            padding = (mask[:, position] == 0).nonzero()[:, 0]
-            saved = saved_rows(self, state, padding) if padding.numel() else None
-            logits = self.step(ids[:, position], state)
-            if saved is not None:
-                restore_rows(self, state, padding, saved)
-        return logits
+        logits of their last position [B, V]. Padding neither moves a row's state nor enters it."""

@@ -52,8 +52,8 @@ class FalconH1Backbone(HybridBackbone):
 
     def __init__(self, model: PreTrainedModel):
         super().__init__(model)
-        for module in model.modules():
-            if isinstance(module, FalconH1Mixer) and isinstance(module.norm, FalconH1RMSNormGated):
+        for module in self.mixers():
+            if isinstance(module.norm, FalconH1RMSNormGated):
                 module.norm = tokenwise(module.norm)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:

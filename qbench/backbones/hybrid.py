@@ -88,9 +88,7 @@ class HybridBackbone(StaticCacheBackbone):
         """The columns where some row is still padding, one step each, every row that is still padding given its
         conv and SSM state back after the step (its KV columns are masked); then the rest, padding-free, in one
         chunked pass. Positions go on from each row's own."""
-        start, length = self.cache_length(state), ids.shape[1]
-        state.mask[:, start : start + length] = mask
-        state.mask[:, start + length :] = 1
+        start, length = self.open_chunk(mask, state), ids.shape[1]
         starts = mask.argmax(-1)  # each row's first question token
         padded = int(starts.max())
         base = state.positions.clone()

@@ -39,9 +39,7 @@ class LlamaBackbone(StaticCacheBackbone):
 
     def extend(self, ids: torch.Tensor, mask: torch.Tensor, state: DecodeState) -> torch.Tensor:
         """One masked pass over the chunk: the padding sits mid-sequence, masked; positions go on from each row's own."""
-        start, length = self.cache_length(state), ids.shape[1]
-        state.mask[:, start : start + length] = mask
-        state.mask[:, start + length :] = 1
+        self.open_chunk(mask, state)
         positions = state.positions[:, None] + positions_of(mask)
         out = self.model(input_ids=ids, attention_mask=state.mask, position_ids=positions, past_key_values=state.cache,
                          use_cache=True, logits_to_keep=1)

@@ -11,7 +11,7 @@ from transformers import MambaConfig, MambaForCausalLM, PreTrainedModel
 from qbench.backbones.base import Backbone
 from qbench.backbones.fused import fused_available, fused_step, mamba_ssm_model
 from qbench.backbones.kernels import installed
-from qbench.backbones.mamba_layers import Block, Mamba1Block, MambaLM, new_cache
+from qbench.backbones.mamba_layers import Block, Mamba1Block, MambaLM, layer_state, new_cache
 from qbench.backbones.mamba_ops import KERNEL_OPS
 from qbench.backbones.mamba_ops import TORCH_OPS as LAYER_TORCH_OPS
 from qbench.backbones.mamba_step import TORCH_OPS, Layer, check_supported, layers_of
@@ -65,12 +65,11 @@ class RecurrentBackbone(Backbone):
 
     def layer_ops(self, device: torch.device) -> SimpleNamespace:
         """The ops of `layer_path` (checked), or the device's default: kernels on a GPU where mamba_ssm is."""
-        path = self.layer_path
-        if path is None:
-            path = "kernels" if device.type == "cuda" and installed("mamba_ssm") else "pytorch"
+        kernels = fused_available(self.mamba_ssm_mixer, device)
+        path = self.layer_path or ("kernels" if kernels else "pytorch")
         if path not in LAYER_PATHS:
             raise ValueError(f"unknown layer path {path!r}; choose from: {', '.join(LAYER_PATHS)}")
-        if path == "kernels" and not (device.type == "cuda" and installed("mamba_ssm")):
+        if path == "kernels" and not kernels:
             raise ValueError("layer path 'kernels' needs a CUDA device and mamba_ssm")
         return LAYER_PATHS[path]
 
@@ -98,7 +97,7 @@ class RecurrentBackbone(Backbone):
 
     def step(self, ids: torch.Tensor, state: DecodeState) -> torch.Tensor:
         path = self.decode_path(ids.device, ids.shape[0])
-        states = [(layer.conv_states[0], layer.recurrent_states[0]) for layer in state.cache.layers]
+        states = [layer_state(state.cache, index) for index in range(len(state.cache.layers))]
         if path == "qbench-triton":
             from qbench.backbones.mamba_triton import TRITON_OPS
 

@@ -114,12 +114,11 @@ class MambaLM(nn.Module):
         mask = None if bool(mask.all()) else mask  # no padding: nothing to mask (one host sync per chunk)
         for index, block in enumerate(self.backbone.layers):
             normed, residual = ops.add_norm(hidden, residual, block.norm.weight, block.norm.variance_epsilon)
-            conv_state, ssm_state = (None, None) if fresh else layer_state(cache, index)
-            hidden, conv, ssm = block.mix(normed, mask, conv_state, ssm_state, ops)
-            if cache is not None:
-                conv_state, ssm_state = layer_state(cache, index)
-                conv_state.copy_(conv)  # in place: a captured graph keeps reading these tensors
-                ssm_state.copy_(ssm)
+            states = None if cache is None else layer_state(cache, index)
+            hidden, conv, ssm = block.mix(normed, mask, *((None, None) if fresh else states), ops)
+            if states is not None:
+                states[0].copy_(conv)  # in place: a captured graph keeps reading these tensors
+                states[1].copy_(ssm)
         normed, _ = ops.add_norm(hidden, residual, self.backbone.norm_f.weight, self.backbone.norm_f.variance_epsilon)
         return self.lm_head(normed[:, -keep:]).float()
 

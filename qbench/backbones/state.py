@@ -101,15 +101,3 @@ def repeat_rows(backbone: Backbone, state: DecodeState, filled: int) -> None:
             count = min(done, batch - done)
             tensor[done : done + count].copy_(tensor[:count])
             done += count
-
-
-def saved_rows(backbone: Backbone, state: DecodeState, rows: torch.Tensor) -> list[torch.Tensor]:
-    """Copies of `rows` of every batch-first tensor of the state (scalars: None), for `restore_rows`."""
-    return [tensor.index_select(0, rows) if tensor.dim() else None for tensor in tensors_of(backbone, state)]
-
-
-def restore_rows(backbone: Backbone, state: DecodeState, rows: torch.Tensor, saved: list[torch.Tensor]) -> None:
-    """Put `rows` of the state back as `saved_rows` took them (scalars are left as they are now)."""
-    for tensor, kept in zip(tensors_of(backbone, state), saved, strict=True):
-        if kept is not None:
-            tensor.index_copy_(0, rows, kept)

@@ -53,3 +53,11 @@ class StaticCacheBackbone(Backbone):
     def cache_length(self, state: DecodeState) -> int:
         """Columns of the cache written so far (the same for every row: padding takes columns too)."""
         return int(state.cache.get_seq_length())
+
+    def open_chunk(self, mask: torch.Tensor, state: DecodeState) -> int:
+        """Mark a chunk's columns in the state's mask (`mask` [B, L]: its padding 0; the columns after it 1, as a
+        step expects); the chunk's first column."""
+        start, length = self.cache_length(state), mask.shape[1]
+        state.mask[:, start : start + length] = mask
+        state.mask[:, start + length :] = 1
+        return start
